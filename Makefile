@@ -1,0 +1,66 @@
+# Lookahead reproduction suite. `make help` lists the targets.
+# Every target runs inside the project's virtual environment ($(VENV)), created by `make install`.
+
+VENV    ?= .venv
+PYTHON  ?= $(VENV)/bin/python
+JOBS    ?= 1          # parallel sweep members (joblib); each gets THREADS threads
+THREADS ?= $(shell [ "$(JOBS)" -gt 1 ] && echo 1 || nproc)
+DATA    ?= $(or $(LOOKAHEAD_DATA),data)
+SCALE   ?= cpu
+ARGS    ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install quickstart test test-all smoke collect figures bench bench-lookahead bench-loop nqm-theory clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-22s\033[0m %s\n", $$1, $$2}'
+
+$(VENV)/bin/python:
+	python3 -m venv $(VENV)
+
+install: $(VENV)/bin/python ## create .venv and install the library, the suite and the test tools
+	$(PYTHON) -m pip install --upgrade pip
+	$(PYTHON) -m pip install -e ".[all]"
+
+quickstart: install ## install, then train the noisy quadratic model with Lookahead(SGD) (offline, seconds)
+	$(PYTHON) run.py task=nqm optim=lookahead_sgd
+
+test: ## fast offline tests (CPU, no data needed)
+	$(PYTHON) -m pytest -q
+
+test-all: ## all tests, including slow ones (real data under LOOKAHEAD_DATA when present)
+	$(PYTHON) -m pytest -q -m ""
+
+smoke: ## every task and optimizer for a few steps on fake data
+	$(PYTHON) -m pytest -q tests/test_tasks.py
+
+sweep-%: ## run a paper artifact's sweep, e.g. `make sweep-table1_cifar SCALE=cpu JOBS=2 DATA=...`
+	$(PYTHON) run.py -m +experiment=$* scale=$(SCALE) trainer.threads=$(THREADS) trainer.progress=false \
+	  $(if $(filter-out 1,$(strip $(JOBS))),hydra/launcher=joblib hydra.launcher.n_jobs=$(strip $(JOBS))) $(ARGS)
+
+collect: ## turn run directories into tidy tables under results/<artifact>/
+	$(PYTHON) scripts/collect.py
+
+figures: ## regenerate every figure and table from the committed results (no training)
+	$(PYTHON) scripts/make_figures.py
+
+nqm-theory: ## recompute the analytic NQM / quadratic curves (results/fig2-4)
+	$(PYTHON) scripts/nqm_theory.py
+
+bench: bench-lookahead bench-loop ## optimizer-sync and training-loop benchmarks -> results/bench/
+
+bench-lookahead:
+	$(PYTHON) scripts/bench/bench_lookahead.py
+
+bench-loop:
+	$(PYTHON) scripts/bench/bench_loop.py --data-root $(DATA)/cifar10
+
+data-cifar10: ## download CIFAR-10 (official archive, md5-checked) into $(DATA)/cifar10
+	$(PYTHON) scripts/data/prepare_cifar.py --dataset cifar10 --dest $(DATA)/cifar10
+
+data-cifar100: ## download CIFAR-100 (official archive, md5-checked) into $(DATA)/cifar100
+	$(PYTHON) scripts/data/prepare_cifar.py --dataset cifar100 --dest $(DATA)/cifar100
+
+clean: ## remove caches (never results/ or runs/)
+	find . -name __pycache__ -prune -exec rm -rf {} +
+	rm -rf .pytest_cache *.egg-info

@@ -1,0 +1,225 @@
+"""Structured-config schemas: every composed config is validated against these dataclasses.
+
+The YAML files under ``conf/`` hold the values (paper protocols, tuned hyperparameters); the
+dataclasses here hold only types, safe defaults and the checks in ``__post_init__``. Hydra
+composes in struct mode against these schemas, so an unknown key or a wrong type fails at
+composition; ``OmegaConf.to_object`` then builds the real dataclasses, so the value checks run
+once, before anything trains. Code below ``experiments/`` only ever sees these typed objects.
+
+Each task owns the schema of its own knobs (``experiments/tasks/<task>.py`` defines a subclass of
+:class:`TaskConfig`); :func:`register_configs` puts them all in the ConfigStore.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from omegaconf import MISSING
+
+PULLBACK_MODES = ("none", "reset", "pullback")
+SCHEDULES = ("constant", "multistep", "cosine", "inverse_sqrt", "linear")
+SCALES = ("paper", "cpu", "smoke")
+SLOW_BN = ("keep", "recompute", "both")
+
+
+def _check_choice(what: str, value: Any, choices: tuple) -> None:
+    if value not in choices:
+        raise ValueError(f"Invalid {what}: {value!r}; choose one of {', '.join(map(str, choices))}")
+
+
+@dataclass
+class LookaheadConfig:
+    """Lookahead around the inner optimizer (Algorithm 1): k fast steps, then phi += alpha (theta - phi)."""
+
+    k: int = 5
+    alpha: float = 0.8
+    pullback: str = "none"
+    foreach: Optional[bool] = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
+            raise ValueError(f"Invalid optim.lookahead.k: {self.k!r}; k must be a positive integer")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"Invalid optim.lookahead.alpha: {self.alpha!r}; alpha must lie in [0, 1]")
+        _check_choice("optim.lookahead.pullback", self.pullback, PULLBACK_MODES)
+
+
+@dataclass
+class AveragingConfig:
+    """Polyak averaging of the iterates (equal weights), evaluated on the averaged weights.
+
+    ``start`` is the fraction of training after which iterates enter the average.
+    """
+
+    start: float = 0.0
+    every: int = 1
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.start < 1.0:
+            raise ValueError(f"Invalid optim.averaging.start: {self.start!r}; use a fraction in [0, 1)")
+        if self.every < 1:
+            raise ValueError(f"Invalid optim.averaging.every: {self.every!r}; must be >= 1")
+
+
+@dataclass
+class OptimConfig:
+    """The inner optimizer plus optional Lookahead and Polyak averaging.
+
+    ``name`` is the config choice (``lookahead_sgd``), used to label results; ``inner`` selects
+    the class: sgd, adam, adamw, radam, adafactor, or any optimizer name timm knows.
+    """
+
+    name: str = MISSING
+    inner: str = MISSING
+    lr: float = MISSING
+    weight_decay: float = 0.0
+    momentum: float = 0.0
+    nesterov: bool = False
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    extra: Dict[str, Any] = field(default_factory=dict)
+    lookahead: Optional[LookaheadConfig] = None
+    averaging: Optional[AveragingConfig] = None
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0:
+            raise ValueError(f"Invalid optim.lr: {self.lr!r}; the learning rate must be positive")
+        if self.weight_decay < 0:
+            raise ValueError(f"Invalid optim.weight_decay: {self.weight_decay!r}")
+        if not 0.0 <= self.momentum < 1.0:
+            raise ValueError(f"Invalid optim.momentum: {self.momentum!r}; must lie in [0, 1)")
+        if len(self.betas) != 2:
+            raise ValueError(f"Invalid optim.betas: {self.betas!r}; give two numbers")
+        if self.lookahead is not None and self.averaging is not None:
+            raise ValueError("optim.lookahead and optim.averaging are exclusive; pick one")
+
+
+@dataclass
+class ScheduleConfig:
+    """Learning-rate schedule, evaluated per optimizer step.
+
+    ``milestones`` are fractions of the run (the paper's CIFAR 60/120/160 of 200 epochs is
+    ``[0.3, 0.6, 0.8]``), so a schedule keeps its shape at every scale.
+    """
+
+    name: str = "constant"
+    milestones: List[float] = field(default_factory=list)
+    gamma: float = 0.1
+    warmup_steps: int = 0
+    decay_from: int = 0  # inverse_sqrt without warmup: the step where the 1/sqrt decay starts
+    min_lr_frac: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check_choice("schedule.name", self.name, SCHEDULES)
+        if any(not 0.0 < m < 1.0 for m in self.milestones) or list(self.milestones) != sorted(self.milestones):
+            raise ValueError(f"Invalid schedule.milestones: {self.milestones!r}; increasing fractions in (0, 1)")
+        if self.name == "multistep" and not self.milestones:
+            raise ValueError("schedule.name=multistep needs schedule.milestones")
+        if self.warmup_steps < 0:
+            raise ValueError(f"Invalid schedule.warmup_steps: {self.warmup_steps!r}")
+
+
+@dataclass
+class PerUpdateConfig:
+    """Evaluate after every optimizer step inside a window (paper Fig. 10: 60 updates at epoch 65)."""
+
+    start_epoch: float = MISSING
+    steps: int = 60
+    max_batches: int = 0  # 0: the whole evaluation split
+
+
+@dataclass
+class TrainerConfig:
+    """The shared loop: length, evaluation, checkpoints, numerics and threads."""
+
+    epochs: float = 1.0
+    max_steps: int = 0  # > 0 stops after this many optimizer steps (smoke runs)
+    log_every: int = 50
+    eval_every: float = 1.0  # in epochs
+    grad_clip: float = 0.0
+    device: str = "auto"
+    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
+    channels_last: bool = True  # applied on CUDA only
+    compile: bool = False
+    threads: int = 0  # 0: use every core
+    deterministic: bool = True
+    checkpoint_every: int = 0  # in steps; 0: at every evaluation
+    slow_bn: str = "keep"
+    bn_batches: int = 50
+    eval_fast: bool = True
+    per_update: Optional[PerUpdateConfig] = None
+    progress: bool = True
+    divergence_loss: float = 1e4  # a loss above this (or non-finite) ends the run as diverged
+
+    def __post_init__(self) -> None:
+        if self.epochs <= 0 and self.max_steps <= 0:
+            raise ValueError("trainer.epochs or trainer.max_steps must be positive")
+        _check_choice("trainer.slow_bn", self.slow_bn, SLOW_BN)
+        _check_choice("trainer.precision", self.precision, ("auto", "fp32", "bf16"))
+        if self.threads < 0:
+            raise ValueError(f"Invalid trainer.threads: {self.threads!r}")
+
+
+@dataclass
+class DataConfig:
+    """Where the dataset lies (the folder holding the official layout) and how it is batched."""
+
+    root: str = MISSING
+    batch_size: int = 128
+    eval_batch_size: int = 500
+    num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.eval_batch_size < 1:
+            raise ValueError(f"Invalid data.batch_size: {self.batch_size!r}; must be >= 1")
+
+
+@dataclass
+class LoggerConfig:
+    """CSV is always written; wandb is opt-in and offline unless the user is logged in."""
+
+    wandb: bool = False
+    project: str = "lookahead-repro"
+    mode: str = "auto"  # auto: online if logged in, else offline
+
+
+@dataclass
+class TaskConfig:
+    """Fields every task has; each task subclasses this with its own knobs."""
+
+    name: str = MISSING
+    dataset: str = MISSING
+
+
+@dataclass
+class Config:
+    task: TaskConfig = MISSING
+    optim: OptimConfig = MISSING
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    scale: str = "paper"
+    seed: int = 0
+    experiment_name: str = "single"
+    resume: bool = True
+
+    def __post_init__(self) -> None:
+        _check_choice("scale", self.scale, SCALES)
+
+
+def register_configs() -> None:
+    """Register the schemas in Hydra's ConfigStore (called by run.py and the tests)."""
+    from hydra.core.config_store import ConfigStore
+
+    from experiments.tasks import TASK_SCHEMAS
+
+    cs = ConfigStore.instance()
+    cs.store(name="base_config", node=Config)
+    cs.store(group="optim", name="base_optim", node=OptimConfig)
+    cs.store(group="schedule", name="base_schedule", node=ScheduleConfig)
+    cs.store(group="trainer", name="base_trainer", node=TrainerConfig)
+    cs.store(group="logger", name="base_logger", node=LoggerConfig)
+    for name, schema in TASK_SCHEMAS.items():
+        cs.store(group="task", name=f"base_{name}", node=schema)

@@ -1,0 +1,84 @@
+"""The one place optimizers are built from an :class:`OptimConfig`.
+
+The inner optimizer comes from an explicit table of torch.optim classes (so ``optim=adam`` is
+exactly ``torch.optim.Adam``); any other name is handed to timm's factory, so every optimizer
+timm knows can serve as the inner optimizer. Lookahead and Polyak averaging are then added on
+top from their own config blocks, never from name prefixes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Dict, Iterable, Optional
+
+import torch
+from torch import nn
+from torch.optim.swa_utils import AveragedModel
+
+from experiments.config import OptimConfig
+from lookahead import Lookahead
+
+Params = Iterable[torch.nn.Parameter]
+
+
+def _sgd(c: OptimConfig, p: Params) -> torch.optim.Optimizer:
+    return torch.optim.SGD(p, lr=c.lr, momentum=c.momentum, nesterov=c.nesterov, weight_decay=c.weight_decay, **c.extra)
+
+
+def _adam_like(cls: type) -> Callable[[OptimConfig, Params], torch.optim.Optimizer]:
+    def build(c: OptimConfig, p: Params) -> torch.optim.Optimizer:
+        return cls(p, lr=c.lr, betas=tuple(c.betas), eps=c.eps, weight_decay=c.weight_decay, **c.extra)
+
+    return build
+
+
+def _adafactor(c: OptimConfig, p: Params) -> torch.optim.Optimizer:
+    return torch.optim.Adafactor(p, lr=c.lr, weight_decay=c.weight_decay, **c.extra)
+
+
+INNER: Dict[str, Callable[[OptimConfig, Params], torch.optim.Optimizer]] = {
+    "sgd": _sgd,
+    "adam": _adam_like(torch.optim.Adam),
+    "adamw": _adam_like(torch.optim.AdamW),
+    "radam": _adam_like(torch.optim.RAdam),
+    "adafactor": _adafactor,
+}
+
+
+def _timm(c: OptimConfig, p: Params) -> torch.optim.Optimizer:
+    from timm.optim import create_optimizer_v2, list_optimizers
+
+    if c.inner.startswith("lookahead") or c.inner not in list_optimizers():
+        known = ", ".join(sorted(INNER))
+        raise ValueError(
+            f"Unknown optim.inner: {c.inner!r}. Use one of {known} or an optimizer name timm knows "
+            "(timm.optim.list_optimizers()); wrap it in Lookahead with an optim.lookahead block."
+        )
+    kwargs = dict(c.extra)
+    if c.momentum:
+        kwargs["momentum"] = c.momentum
+    return create_optimizer_v2(list(p), opt=c.inner, lr=c.lr, weight_decay=c.weight_decay, **kwargs)
+
+
+@dataclass
+class Optimizers:
+    """The optimizer the loop steps, plus the averaged model for Polyak runs."""
+
+    optimizer: torch.optim.Optimizer
+    averaged: Optional[AveragedModel] = None
+
+    @property
+    def lookahead(self) -> bool:
+        return isinstance(self.optimizer, Lookahead)
+
+
+def build_optimizer(cfg: OptimConfig, model: nn.Module) -> Optimizers:
+    inner = INNER.get(cfg.inner, _timm)(cfg, model.parameters())
+    if cfg.lookahead is not None:
+        la = cfg.lookahead
+        return Optimizers(Lookahead(inner, k=la.k, alpha=la.alpha, pullback=la.pullback, foreach=la.foreach))
+    if cfg.averaging is not None:
+        # Equal-weight (Polyak) average of parameters; buffers (BatchNorm statistics) are
+        # averaged too so the averaged model can be evaluated as it is.
+        return Optimizers(inner, AveragedModel(model, use_buffers=True))
+    return Optimizers(inner)

@@ -1,0 +1,81 @@
+"""CIFAR-10/100 classification (paper §5.1, Table 1, Figs. 5, 8-10).
+
+Paper protocol (conf/task_scale/cifar*_paper.yaml, conf/task_optim/): CIFAR ResNet-18 of the
+Cutout code base, 200 epochs, batch 128, lr x0.2 at epochs 60/120/160, pad-4 crop + flip +
+per-channel normalization; final test ("validation") accuracy. ``scale=cpu`` trains a
+ResNet-20 on the same data with a shorter schedule.
+
+The whole dataset lives on the run's device as uint8; each step slices a batch from a
+per-epoch permutation and augments it as one tensor, so data loading costs almost nothing and
+every batch is a pure function of (seed, epoch, index).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterator, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from experiments.config import Config
+from experiments.data.cifar import augment, load_cifar
+from experiments.models.resnet_cifar import build as build_model
+from experiments.tasks.base import Task, batch_generator
+
+
+def build(cfg: Config, device: torch.device) -> Task:
+    t, bs = cfg.task, cfg.data.batch_size
+    data = load_cifar(cfg.data.root, t.num_classes)
+    train_x, train_y = data.train_x[: t.limit_train or None], data.train_y[: t.limit_train or None]
+    test_x, test_y = data.test_x[: t.limit_test or None], data.test_y[: t.limit_test or None]
+    mean, std = (s.to(device)[None, :, None, None] for s in data.channel_stats())
+    train_x, train_y, test_x, test_y = (a.to(device) for a in (train_x, train_y, test_x, test_y))
+    model = build_model(t.model, t.num_classes, t.width).to(device)
+    channels_last = device.type == "cuda" and cfg.trainer.channels_last
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    n = len(train_x)
+    steps = math.ceil(n / bs)
+
+    def prepare(x: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
+        x = augment(x, g) if g is not None and t.augment else x
+        x = (x.float().div_(255) - mean) / std
+        return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+    def train_batches(epoch: int, start: int) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
+        order = torch.randperm(n, generator=batch_generator(cfg.seed, epoch)).to(device)
+        for i in range(start, steps):
+            idx = order[i * bs : (i + 1) * bs]
+            yield prepare(train_x[idx], batch_generator(cfg.seed, epoch, i)), train_y[idx]
+
+    def bn_batches(count: int) -> Iterator[torch.Tensor]:
+        # Augmented training batches from a stream no training epoch uses (key -1).
+        order = torch.randperm(n, generator=batch_generator(cfg.seed, -1)).to(device)
+        for i in range(min(count, steps)):
+            yield prepare(train_x[order[i * bs : (i + 1) * bs]], batch_generator(cfg.seed, -1, i))
+
+    def loss(m: nn.Module, batch, carry):
+        x, y = batch
+        return F.cross_entropy(m(x), y), carry
+
+    def evaluate_on(m: nn.Module, max_batches: int = 0) -> dict:
+        total, correct, loss_sum = 0, 0, 0.0
+        ebs = cfg.data.eval_batch_size
+        for j, i in enumerate(range(0, len(test_x), ebs)):
+            if max_batches and j >= max_batches:
+                break
+            logits = m(prepare(test_x[i : i + ebs], None)).float()
+            y = test_y[i : i + ebs]
+            loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+            correct += (logits.argmax(1) == y).sum().item()
+            total += len(y)
+        return {"test_loss": loss_sum / total, "test_acc": correct / total}
+
+    per_update = cfg.trainer.per_update
+    return Task(
+        model=model, steps_per_epoch=steps, train_batches=train_batches, loss=loss,
+        evaluate=evaluate_on, target_metric="test_acc", bn_batches=bn_batches, examples_per_batch=bs,
+        per_update_evaluate=(lambda m: evaluate_on(m, per_update.max_batches)) if per_update else None,
+    )

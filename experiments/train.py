@@ -1,0 +1,169 @@
+"""The one training loop every task uses.
+
+Protocol per optimizer step ``s`` (``s`` counts optimizer steps; a Lookahead ``step()`` is one
+fast step and syncs every k-th call):
+
+1. ``loss, carry = task.loss(model, batch, carry)`` (bf16 autocast on CUDA), backward,
+   optional gradient-norm clipping, ``optimizer.step()``, ``scheduler.step()``;
+2. Polyak runs fold the new iterate into the average once past ``optim.averaging.start``;
+3. every ``trainer.log_every`` steps a ``train_loss`` row (mean over the window); a mean that
+   is non-finite or above ``trainer.divergence_loss`` ends the run with status ``diverged``;
+4. every ``trainer.eval_every`` epochs (and at the end) an evaluation row on the reported
+   weights plus ``_fast``/``_slow``/``_avg`` variants (see ``experiments/evaluation.py``);
+   inside the ``trainer.per_update`` window, a row after every step (paper Fig. 10);
+5. a checkpoint at every evaluation (or every ``trainer.checkpoint_every`` steps) and when
+   SIGTERM/SIGINT arrives, after which the run stops with status ``interrupted``.
+
+The loop never branches on the task; everything task-specific enters through :class:`Task`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, Optional, Sequence
+
+import torch
+from tqdm import tqdm
+
+from experiments import checkpoint
+from experiments.checkpoint import Progress
+from experiments.config import Config
+from experiments.evaluation import evaluate
+from experiments.optim import Optimizers
+from experiments.records import MetricsLog
+from experiments.runtime import autocast_dtype
+from experiments.schedules import build_scheduler
+from experiments.tasks.base import Task
+
+
+class StopRequested:
+    """Turns SIGTERM/SIGINT into a flag the loop checks after each step."""
+
+    def __init__(self) -> None:
+        self.signum: Optional[int] = None
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator["StopRequested"]:
+        def handler(signum: int, _frame: Any) -> None:
+            self.signum = signum
+
+        try:
+            previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+        except ValueError:  # not the main thread (e.g. a threaded launcher): no handlers
+            yield self
+            return
+        try:
+            yield self
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+
+
+def total_steps(cfg: Config, task: Task) -> int:
+    return cfg.trainer.max_steps or max(1, round(cfg.trainer.epochs * task.steps_per_epoch))
+
+
+def fit(cfg: Config, task: Task, opt: Optimizers, run_dir: Path, sinks: Sequence[Callable] = ()) -> Dict[str, Any]:
+    """Train to the end (or until stopped); returns ``{"status": ..., "final": {...}, ...}``."""
+    t = cfg.trainer
+    n_steps = total_steps(cfg, task)
+    spe = task.steps_per_epoch
+    scheduler = build_scheduler(cfg.schedule, opt.optimizer, n_steps)
+    device = next(task.model.parameters()).device
+    amp = autocast_dtype(t, device)
+    forward_model = torch.compile(task.model) if t.compile else task.model
+    eval_every = max(1, round(t.eval_every * spe))
+    avg_start = round(cfg.optim.averaging.start * n_steps) if cfg.optim.averaging else 0
+    window = range(0)
+    if t.per_update is not None:
+        first = round(t.per_update.start_epoch * spe)
+        window = range(first + 1, first + t.per_update.steps + 1)
+
+    ckpt = run_dir / "checkpoint.pt"
+    log = MetricsLog(run_dir / "metrics.csv", sinks)
+    carry: Any = None
+    if cfg.resume and ckpt.exists():
+        progress, carry = checkpoint.load(ckpt, task, opt, scheduler)
+        log.load(progress.metrics_rows)
+    else:
+        progress = Progress()
+        (run_dir / "metrics.csv").unlink(missing_ok=True)
+    if progress.step >= n_steps:
+        return {"status": "completed", "final": progress.final, "best": progress.best, "steps": progress.step}
+
+    def row(**values: Any) -> None:
+        step = progress.step
+        log.append({"step": step, "epoch": step / spe, "time_s": progress.time_s,
+                    "lr": scheduler.get_last_lr()[0], **values})
+        progress.metrics_rows = len(log.rows)
+
+    def save() -> None:
+        checkpoint.save(ckpt, task, opt, scheduler, progress, carry)
+
+    bar = tqdm(total=n_steps, initial=progress.step, disable=not t.progress, dynamic_ncols=True, leave=False)
+    loss_sum = torch.tensor(progress.loss_sum, dtype=torch.float64, device=device)
+    status = "completed"
+    task.model.train()
+    with StopRequested().installed() as stop:
+        while progress.step < n_steps and status == "completed":
+            epoch, start = divmod(progress.step, spe)
+            if start == 0 or carry is None:
+                carry = task.init_carry()
+            clock = time.perf_counter()
+            for batch in task.train_batches(epoch, start):
+                with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+                    loss, carry = task.loss(forward_model, batch, carry)
+                loss.backward()
+                if t.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(task.model.parameters(), t.grad_clip)
+                opt.optimizer.step()
+                opt.optimizer.zero_grad(set_to_none=True)
+                scheduler.step()
+                progress.step += 1
+                if opt.averaged is not None and progress.step > avg_start:
+                    if (progress.step - avg_start) % cfg.optim.averaging.every == 0:
+                        opt.averaged.update_parameters(task.model)
+                loss_sum += loss.detach().double()
+                progress.loss_count += 1
+                bar.update(1)
+                step = progress.step
+                now = time.perf_counter()
+                progress.time_s += now - clock
+                clock = now
+                if step % t.log_every == 0 or step == n_steps:
+                    mean = loss_sum.item() / progress.loss_count
+                    row(train_loss=mean)
+                    bar.set_postfix(loss=f"{mean:.4g}", lr=f"{scheduler.get_last_lr()[0]:.3g}")
+                    loss_sum.zero_()
+                    progress.loss_count = 0
+                    if not math.isfinite(mean) or mean > t.divergence_loss:
+                        status = "diverged"
+                        break
+                if step in window:
+                    row(**{f"update_{k}": v for k, v in evaluate(task, opt, t, per_update=True).items()})
+                evaluated = step % eval_every == 0 or step == n_steps
+                if evaluated:
+                    metrics = evaluate(task, opt, t)
+                    row(**metrics)
+                    progress.final = metrics
+                    target = metrics.get(task.target_metric)
+                    if target is not None and math.isfinite(target):
+                        better = progress.best is None or (target > progress.best) == task.higher_is_better
+                        progress.best = target if better else progress.best
+                    bar.set_postfix({task.target_metric: f"{target:.4g}"} if target is not None else {})
+                clock = time.perf_counter()  # evaluation time is not training time
+                if (t.checkpoint_every and step % t.checkpoint_every == 0) or evaluated or stop.signum:
+                    progress.loss_sum = loss_sum.item()
+                    save()
+                if stop.signum is not None:
+                    status = "interrupted"
+                    break
+                if step >= n_steps:
+                    break
+    bar.close()
+    return {"status": status, "final": progress.final, "best": progress.best, "steps": progress.step,
+            "signal": stop.signum, "time_s": progress.time_s}
