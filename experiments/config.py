@@ -127,6 +127,7 @@ class PerUpdateConfig:
     start_epoch: float = MISSING
     steps: int = 60
     max_batches: int = 0  # 0: the whole evaluation split
+    snapshots: bool = False  # also save fast and slow weights at each step (paper Fig. 1)
 
 
 @dataclass

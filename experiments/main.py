@@ -39,15 +39,20 @@ def _validate(cfg: DictConfig):
 
 
 def run(cfg: DictConfig) -> float | None:
+    """Entry point under ``@hydra.main``: takes the run directory and mode from Hydra."""
     hc = HydraConfig.get()
-    run_dir = Path(hc.runtime.output_dir)
-    multirun = hc.mode == RunMode.MULTIRUN
+    return execute(cfg, Path(hc.runtime.output_dir), list(hc.overrides.task), hc.mode == RunMode.MULTIRUN)
+
+
+def execute(cfg: DictConfig, run_dir: Path, overrides: list, multirun: bool = False) -> float | None:
+    """Run one composed config in ``run_dir`` (also used by tests with Hydra's compose API)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
     previous = Manifest.read(run_dir / "manifest.json")
     if previous and previous.get("status") == "completed" and cfg.get("resume", True):
         print(f"skip {run_dir}: already completed")
         return (previous.get("final") or {}).get(previous.get("target_metric", ""), None)
     try:
-        return _run(cfg, run_dir, list(hc.overrides.task))
+        return _run(cfg, run_dir, overrides)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         _record_failure(run_dir, str(err))
@@ -78,11 +83,17 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: list) -> float | None:
     from experiments.tasks import build_task
     from experiments.train import fit
 
-    device = runtime.select_device(config.trainer)
+    from experiments import distributed
+
+    device = distributed.local_device(runtime.select_device(config.trainer))
+    rank, world = distributed.init(device)
     threads = runtime.configure(config.trainer, config.seed, device)
     task = build_task(config, device)
     opt = build_optimizer(config.optim, task.model)
     resolved = OmegaConf.to_container(cfg, resolve=True)
+    if rank != 0:  # other ranks train in lockstep and write nothing
+        fit(config, task, opt, run_dir)
+        return None
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     previous = Manifest.read(run_dir / "manifest.json") or {}
     manifest = Manifest(run_dir / "manifest.json", {
@@ -93,6 +104,7 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: list) -> float | None:
         "versions": runtime.versions(),
         "device": runtime.device_description(device, threads),
         "threads": threads,
+        "world_size": world,
         "seed": config.seed,
         "scale": config.scale,
         "task": config.task.name,
@@ -109,7 +121,7 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: list) -> float | None:
         sinks.append(WandbSink(config.logger, resolved, run_dir))
     result: Dict[str, Any] = fit(config, task, opt, run_dir, sinks=sinks)
     signum = result.pop("signal", None)
-    manifest.update(**result, end_time=time.time())
+    manifest.update(**result, task_info=task.info, end_time=time.time())
     for sink in sinks:
         sink.close()
     if result["status"] == "interrupted":

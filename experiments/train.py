@@ -29,12 +29,12 @@ from typing import Any, Callable, Dict, Iterator, Optional, Sequence
 import torch
 from tqdm import tqdm
 
-from experiments import checkpoint
+from experiments import checkpoint, distributed
 from experiments.checkpoint import Progress
 from experiments.config import Config
 from experiments.evaluation import evaluate
 from experiments.optim import Optimizers
-from experiments.records import MetricsLog
+from experiments.records import MetricsLog, atomic_torch_save
 from experiments.runtime import autocast_dtype
 from experiments.schedules import build_scheduler
 from experiments.tasks.base import Task
@@ -63,6 +63,17 @@ class StopRequested:
                 signal.signal(s, h)
 
 
+def save_snapshot(path: Path, task: Task, opt: Optimizers) -> None:
+    """Fast weights (the model's parameters) and, for Lookahead, slow weights at this step."""
+    path.parent.mkdir(exist_ok=True)
+    fast = {n: p.detach().cpu().clone() for n, p in task.model.named_parameters()}
+    slow = None
+    if opt.lookahead:
+        with opt.optimizer.slow_weights():
+            slow = {n: p.detach().cpu().clone() for n, p in task.model.named_parameters()}
+    atomic_torch_save({"fast": fast, "slow": slow}, path)
+
+
 def total_steps(cfg: Config, task: Task) -> int:
     return cfg.trainer.max_steps or max(1, round(cfg.trainer.epochs * task.steps_per_epoch))
 
@@ -75,7 +86,13 @@ def fit(cfg: Config, task: Task, opt: Optimizers, run_dir: Path, sinks: Sequence
     scheduler = build_scheduler(cfg.schedule, opt.optimizer, n_steps)
     device = next(task.model.parameters()).device
     amp = autocast_dtype(t, device)
-    forward_model = torch.compile(task.model) if t.compile else task.model
+    forward_model = task.model
+    rank, world = distributed.rank_world()
+    if world > 1:
+        ids = [device.index] if device.type == "cuda" else None
+        forward_model = torch.nn.parallel.DistributedDataParallel(task.model, device_ids=ids)
+    if t.compile:
+        forward_model = torch.compile(forward_model)
     eval_every = max(1, round(t.eval_every * spe))
     avg_start = round(cfg.optim.averaging.start * n_steps) if cfg.optim.averaging else 0
     window = range(0)
@@ -96,15 +113,19 @@ def fit(cfg: Config, task: Task, opt: Optimizers, run_dir: Path, sinks: Sequence
         return {"status": "completed", "final": progress.final, "best": progress.best, "steps": progress.step}
 
     def row(**values: Any) -> None:
+        if rank != 0:  # only rank 0 writes records
+            return
         step = progress.step
         log.append({"step": step, "epoch": step / spe, "time_s": progress.time_s,
                     "lr": scheduler.get_last_lr()[0], **values})
         progress.metrics_rows = len(log.rows)
 
     def save() -> None:
-        checkpoint.save(ckpt, task, opt, scheduler, progress, carry)
+        if rank == 0:
+            checkpoint.save(ckpt, task, opt, scheduler, progress, carry)
 
-    bar = tqdm(total=n_steps, initial=progress.step, disable=not t.progress, dynamic_ncols=True, leave=False)
+    bar = tqdm(total=n_steps, initial=progress.step, disable=not t.progress or rank != 0, dynamic_ncols=True,
+               leave=False)
     loss_sum = torch.tensor(progress.loss_sum, dtype=torch.float64, device=device)
     status = "completed"
     task.model.train()
@@ -135,7 +156,8 @@ def fit(cfg: Config, task: Task, opt: Optimizers, run_dir: Path, sinks: Sequence
                 progress.time_s += now - clock
                 clock = now
                 if step % t.log_every == 0 or step == n_steps:
-                    mean = loss_sum.item() / progress.loss_count
+                    total, count = distributed.all_sum([loss_sum.item(), progress.loss_count], device)
+                    mean = total / count
                     row(train_loss=mean)
                     bar.set_postfix(loss=f"{mean:.4g}", lr=f"{scheduler.get_last_lr()[0]:.3g}")
                     loss_sum.zero_()
@@ -145,6 +167,8 @@ def fit(cfg: Config, task: Task, opt: Optimizers, run_dir: Path, sinks: Sequence
                         break
                 if step in window:
                     row(**{f"update_{k}": v for k, v in evaluate(task, opt, t, per_update=True).items()})
+                    if t.per_update.snapshots:
+                        save_snapshot(run_dir / "snapshots" / f"step_{step:08d}.pt", task, opt)
                 evaluated = step % eval_every == 0 or step == n_steps
                 if evaluated:
                     metrics = evaluate(task, opt, t)
@@ -156,14 +180,15 @@ def fit(cfg: Config, task: Task, opt: Optimizers, run_dir: Path, sinks: Sequence
                         progress.best = target if better else progress.best
                     bar.set_postfix({task.target_metric: f"{target:.4g}"} if target is not None else {})
                 clock = time.perf_counter()  # evaluation time is not training time
-                if (t.checkpoint_every and step % t.checkpoint_every == 0) or evaluated or stop.signum:
+                stopping = distributed.any_rank(stop.signum is not None, device) if world > 1 else stop.signum
+                if (t.checkpoint_every and step % t.checkpoint_every == 0) or evaluated or stopping:
                     progress.loss_sum = loss_sum.item()
                     save()
-                if stop.signum is not None:
+                if stopping:
                     status = "interrupted"
                     break
                 if step >= n_steps:
                     break
     bar.close()
     return {"status": status, "final": progress.final, "best": progress.best, "steps": progress.step,
-            "signal": stop.signum, "time_s": progress.time_s}
+            "signal": stop.signum or (signal.SIGTERM if status == "interrupted" else None), "time_s": progress.time_s}

@@ -19,6 +19,9 @@ MODULES: Dict[str, str] = {
     "nqm": "nqm",
     "cifar10": "cifar",
     "cifar100": "cifar",
+    "ptb": "ptb",
+    "wmt14": "wmt",
+    "imagenet": "imagenet",
 }
 
 

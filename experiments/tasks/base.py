@@ -41,6 +41,8 @@ class Task:
         examples_per_batch: images or tokens per step, for throughput.
         per_update_evaluate: a cheaper evaluation for per-update logging (paper Fig. 10);
             defaults to ``evaluate``.
+        info: facts about the run the manifest records (e.g. the sacrebleu signature); the
+            task may fill it during evaluation.
     """
 
     model: nn.Module
@@ -54,6 +56,7 @@ class Task:
     bn_batches: Optional[Callable[[int], Iterator[torch.Tensor]]] = None
     examples_per_batch: int = 0
     per_update_evaluate: Optional[Callable[[nn.Module], Dict[str, float]]] = None
+    info: Dict[str, Any] = field(default_factory=dict)
 
 
 def batch_generator(seed: int, *keys: int) -> torch.Generator:

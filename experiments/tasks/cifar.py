@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from experiments import distributed
 from experiments.config import Config
 from experiments.data.cifar import augment, load_cifar
 from experiments.models.resnet_cifar import build as build_model
@@ -47,7 +48,7 @@ def build(cfg: Config, device: torch.device) -> Task:
     def train_batches(epoch: int, start: int) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
         order = torch.randperm(n, generator=batch_generator(cfg.seed, epoch)).to(device)
         for i in range(start, steps):
-            idx = order[i * bs : (i + 1) * bs]
+            idx = distributed.shard(order[i * bs : (i + 1) * bs])  # data.batch_size is global
             yield prepare(train_x[idx], batch_generator(cfg.seed, epoch, i)), train_y[idx]
 
     def bn_batches(count: int) -> Iterator[torch.Tensor]:

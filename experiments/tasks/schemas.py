@@ -6,6 +6,9 @@ from dataclasses import dataclass
 from typing import Dict, Type
 
 from experiments.config import TaskConfig
+from experiments.tasks.imagenet_config import ImageNetTaskConfig
+from experiments.tasks.ptb_config import PTBTaskConfig
+from experiments.tasks.wmt_config import WMTTaskConfig
 
 
 @dataclass
@@ -33,4 +36,7 @@ class CifarTaskConfig(TaskConfig):
 TASK_SCHEMAS: Dict[str, Type[TaskConfig]] = {
     "nqm": NQMTaskConfig,
     "cifar": CifarTaskConfig,
+    "ptb": PTBTaskConfig,
+    "wmt": WMTTaskConfig,
+    "imagenet": ImageNetTaskConfig,
 }

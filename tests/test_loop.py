@@ -1,0 +1,147 @@
+"""The shared loop: run records, bit-identical resume, divergence, clear failures."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import experiments.tasks as tasks
+from conftest import train
+from fakes import write_cifar
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def cifar_root(tmp_path_factory) -> Path:
+    return write_cifar(tmp_path_factory.mktemp("cifar"), n_train=64, n_test=32)
+
+
+def _cifar(root: Path, optim: str, *extra: str) -> list:
+    return ["task=cifar10", f"optim={optim}", "scale=smoke", f"data.root={root}", "trainer.max_steps=12",
+            "trainer.eval_every=0.5", "trainer.log_every=2", *extra]
+
+
+def _rows(path: Path) -> list:
+    with open(path, newline="") as f:
+        return [{k: v for k, v in r.items() if k != "time_s"} for r in csv.DictReader(f)]
+
+
+def _stop_at(monkeypatch, call: int) -> None:
+    """Deliver SIGTERM to ourselves during the ``call``-th training step."""
+    build = tasks.build_task
+
+    def patched(cfg, device):
+        task = build(cfg, device)
+        loss, calls = task.loss, [0]
+
+        def loss_then_signal(model, batch, carry):
+            calls[0] += 1
+            if calls[0] == call:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return loss(model, batch, carry)
+
+        task.loss = loss_then_signal
+        return task
+
+    monkeypatch.setattr(tasks, "build_task", patched)
+
+
+@pytest.mark.parametrize("optim", ["lookahead_sgd", "polyak_sgd", "lookahead_adam"])
+def test_resume_after_interruption_is_bit_identical(optim, cifar_root, tmp_path, monkeypatch):
+    # polyak_sgd averages from 0.8 of training; start earlier so the average spans the cut.
+    extra = ["optim.averaging.start=0.2"] if optim == "polyak_sgd" else []
+    whole = train(_cifar(cifar_root, optim, *extra), tmp_path / "whole")
+    assert whole["status"] == "completed" and whole["steps"] == 12
+
+    with monkeypatch.context() as m:
+        _stop_at(m, 7)  # mid-epoch (8 steps/epoch) and mid-period (k=5)
+        with pytest.raises(SystemExit) as stop:
+            train(_cifar(cifar_root, optim, *extra), tmp_path / "cut")
+    assert stop.value.code == 128 + signal.SIGTERM
+    cut = (tmp_path / "cut" / "manifest.json").read_text()
+    assert '"interrupted"' in cut and '"steps": 7' in cut
+
+    resumed = train(_cifar(cifar_root, optim, *extra), tmp_path / "cut")
+    assert resumed["status"] == "completed" and resumed["resumed"]
+    assert _rows(tmp_path / "whole" / "metrics.csv") == _rows(tmp_path / "cut" / "metrics.csv")
+    a = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=False)
+    b = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)
+    for name, value in a["model"].items():
+        assert torch.equal(value, b["model"][name]), name
+    assert whole["final"] == resumed["final"]
+
+
+def test_manifest_records_provenance(cifar_root, tmp_path):
+    m = train(_cifar(cifar_root, "lookahead_sgd"), tmp_path)
+    for key in ("config", "overrides", "git", "versions", "device", "seed", "status", "final", "start_time", "end_time"):
+        assert key in m, key
+    assert m["config"]["optim"]["lookahead"] == {"k": 5, "alpha": 0.8, "pullback": "none", "foreach": None}
+    assert {"test_acc", "test_acc_fast", "test_acc_slow"} <= set(m["final"])
+    header = (tmp_path / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert header[:4] == ["step", "epoch", "time_s", "lr"]
+    assert (tmp_path / "config.yaml").exists()
+
+
+def test_completed_run_is_skipped(cifar_root, tmp_path, capsys):
+    train(_cifar(cifar_root, "sgd"), tmp_path)
+    before = (tmp_path / "metrics.csv").read_text()
+    train(_cifar(cifar_root, "sgd"), tmp_path)
+    assert "already completed" in capsys.readouterr().out
+    assert (tmp_path / "metrics.csv").read_text() == before
+
+
+def test_non_finite_loss_ends_the_run_as_diverged(tmp_path, monkeypatch):
+    build = tasks.build_task
+
+    def nan_after_two(cfg, device):
+        task = build(cfg, device)
+        loss, calls = task.loss, [0]
+
+        def poisoned(model, batch, carry):
+            calls[0] += 1
+            value, carry = loss(model, batch, carry)
+            return (value * float("nan") if calls[0] >= 3 else value), carry
+
+        task.loss = poisoned
+        return task
+
+    monkeypatch.setattr(tasks, "build_task", nan_after_two)
+    m = train(["task=nqm", "optim=lookahead_sgd", "scale=smoke", "trainer.max_steps=20"], tmp_path)
+    assert m["status"] == "diverged" and m["steps"] == 4
+
+
+def test_bn_recompute_logs_both_variants(cifar_root, tmp_path):
+    m = train(_cifar(cifar_root, "lookahead_sgd", "trainer.slow_bn=both"), tmp_path)
+    assert {"test_acc_slow", "test_acc_slow_bn", "test_acc_fast"} <= set(m["final"])
+
+
+def _run_py(*args: str, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "run.py", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "LOOKAHEAD_RUNS": str(env), "OMP_NUM_THREADS": "1"})
+
+
+@pytest.mark.parametrize("args, message", [
+    (["task=imagenette"], "Could not find 'task/imagenette'"),
+    (["optim=lookahead_sgd", "optim.lookahead.k=0"], "Invalid optim.lookahead.k: 0"),
+    (["optim=lookahead_sgd", "optim.lookahead.alpha=2"], "Invalid optim.lookahead.alpha: 2"),
+])
+def test_bad_input_gives_one_clear_error(args, message, tmp_path):
+    out = _run_py("task=nqm", "scale=smoke", *args, env=tmp_path) if args[0] != "task=imagenette" else _run_py(*args, env=tmp_path)
+    assert out.returncode != 0
+    assert message in out.stderr + out.stdout
+    assert "Traceback" not in out.stderr
+
+
+def test_missing_dataset_stops_before_training(tmp_path):
+    out = _run_py("task=cifar10", "scale=smoke", f"data.root={tmp_path / 'nowhere'}", env=tmp_path)
+    assert out.returncode == 2
+    assert "CIFAR-10 not found: looked for" in out.stderr and "make data-cifar10" in out.stderr
+    assert "Traceback" not in out.stderr
