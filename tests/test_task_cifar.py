@@ -83,3 +83,20 @@ def test_every_optimizer_trains_on_fake_cifar(optim, cifar_root, tmp_path):
         assert "test_acc_slow" in m["final"] and "test_acc_fast" in m["final"]
     if optim.startswith("polyak"):
         assert "test_acc_avg" in m["final"]
+
+
+def test_prepare_cifar_checks_md5_then_unpacks(tmp_path, monkeypatch):
+    import tarfile
+
+    from scripts.data import prepare_cifar
+
+    write_cifar(tmp_path / "src", 10)
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tmp_path / "src" / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    with pytest.raises(SystemExit, match="has md5"):
+        prepare_cifar.prepare("cifar10", tmp_path / "bad", archive)
+    url, _, folder = prepare_cifar.ARCHIVES["cifar10"]
+    monkeypatch.setitem(prepare_cifar.ARCHIVES, "cifar10", (url, prepare_cifar.md5(archive), folder))
+    prepare_cifar.prepare("cifar10", tmp_path / "good", archive)
+    assert load_cifar(tmp_path / "good", 10).train_x.shape[0] == 50

@@ -1,0 +1,118 @@
+"""Overhead of the suite's training loop: a CIFAR step through ``fit`` vs a bare step.
+
+"Suite" runs ``experiments.train.fit`` on the CIFAR task (data slicing, batched augmentation,
+normalization, scheduler, loss bookkeeping, Lookahead) for ``--steps`` steps and reads the
+loop's own training clock (``time_s``, evaluation excluded). "Bare" runs forward, backward and
+an inner-optimizer step on one fixed in-memory batch: the limit a loop can approach. Both use
+the same model, batch size and thread count; repetitions are interleaved and medians reported.
+
+    python scripts/bench/bench_loop.py --data-root data/cifar10 [--device cuda] [--steps 40]
+
+Writes ``results/bench/loop_<device>.csv`` and ``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+
+from experiments import runtime
+from experiments.optim import build_optimizer
+from experiments.tasks import build_task
+from experiments.train import fit
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def compose(args: argparse.Namespace, steps: int, optim: str):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from experiments.config import register_configs
+
+    register_configs()
+    overrides = [f"task={args.task}", f"optim={optim}", f"scale={args.scale}", f"data.root={args.data_root}",
+                 f"trainer.max_steps={steps + 2}", "trainer.log_every=2", "trainer.eval_every=1000",
+                 "trainer.progress=false", f"trainer.threads={args.threads}", f"trainer.device={args.device}",
+                 f"data.batch_size={args.batch_size}"]
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return OmegaConf.to_object(hydra_compose(config_name="config", overrides=overrides))
+
+
+def suite_step_time(cfg, device: torch.device) -> float:
+    """Per-step time from the loop's own clock, between the rows at step 2 and the last step."""
+    task = build_task(cfg, device)
+    opt = build_optimizer(cfg.optim, task.model)
+    with tempfile.TemporaryDirectory() as d:
+        fit(cfg, task, opt, Path(d))
+        rows = [line.split(",") for line in Path(d, "metrics.csv").read_text().splitlines()[1:]]
+        first, last = rows[0], rows[-1]  # logged at step 2 (after warm-up) and at the end
+        return (float(last[2]) - float(first[2])) / (int(last[0]) - int(first[0]))
+
+
+def bare_step_time(cfg, device: torch.device, steps: int) -> float:
+    task = build_task(cfg, device)
+    opt = build_optimizer(cfg.optim, task.model).optimizer
+    x, y = next(task.train_batches(0, 0))
+    model = task.model.train()
+    for i in range(steps + 2):
+        if i == 2:
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) / steps
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data-root", required=True)
+    p.add_argument("--task", default="cifar10")
+    p.add_argument("--scale", default="cpu")
+    p.add_argument("--optim", default="lookahead_sgd")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--steps", type=int, default=40)
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--out", default=str(ROOT / "results" / "bench"))
+    args = p.parse_args()
+    cfg = compose(args, args.steps, args.optim)
+    device = runtime.select_device(cfg.trainer)
+    threads = runtime.configure(cfg.trainer, 0, device)
+    suite, bare = [], []
+    for _ in range(args.reps):  # interleaved so drifts in machine load hit both alike
+        suite.append(suite_step_time(cfg, device))
+        bare.append(bare_step_time(cfg, device, args.steps))
+    s, b = statistics.median(suite), statistics.median(bare)
+    desc = runtime.device_description(device, threads)
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    name = f"loop_{device.type}"
+    rows = [("suite (fit, %s)" % args.optim, s), ("bare fwd/bwd/step, same optimizer, one fixed batch", b)]
+    (out / f"{name}.csv").write_text("variant,median_step_s,steps_per_s,images_per_s,reps,steps\n" + "".join(
+        f"{v},{t:.6f},{1 / t:.3f},{args.batch_size / t:.1f},{args.reps},{args.steps}\n" for v, t in rows))
+    md = [f"# Training-loop overhead ({args.task}, {cfg.task.model}, batch {args.batch_size})", "",
+          f"Machine: {desc}; torch {torch.__version__}; {stamp}; median of {args.reps} interleaved "
+          f"repetitions of {args.steps} steps.", "", "| variant | step (ms) | steps/s | images/s |", "|---|---|---|---|"]
+    md += [f"| {v} | {t * 1e3:.1f} | {1 / t:.2f} | {args.batch_size / t:.0f} |" for v, t in rows]
+    md += ["", f"Suite speed / bare speed: **{b / s:.3f}** (target >= 0.95)."]
+    (out / f"{name}.md").write_text("\n".join(md) + "\n")
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    main()
