@@ -9,11 +9,26 @@ from experiments.config import TaskConfig
 
 @dataclass
 class ImageNetTaskConfig(TaskConfig):
-    """ImageNet ResNet-50/152 (paper §5.2). Sizes per scale in conf/task_scale/."""
+    """ImageNet ResNet-50/152 (paper §5.2). Sizes per scale in conf/task_scale/.
 
-    model: str = "resnet50"  # any torchvision ResNet name
-    num_classes: int = 1000
+    Training images: RandomResizedCrop(``image_size``, scale=(``min_crop_scale``, 1)) + flip;
+    validation images: Resize(``resize_size``) + CenterCrop(``image_size``) (single crop).
+    """
+
+    model: str = "resnet50"  # any torchvision classification model name (resnet50, resnet152, ...)
+    num_classes: int = 1000  # must equal the number of class folders in train/
     image_size: int = 224
     resize_size: int = 256
-    limit_train: int = 0
+    min_crop_scale: float = 0.08  # RandomResizedCrop's smallest area fraction (torchvision default)
+    limit_train: int = 0  # > 0: N training images spread evenly over the sorted list (smoke runs)
     limit_val: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.image_size <= self.resize_size:
+            raise ValueError(f"Invalid task.image_size={self.image_size!r} / task.resize_size={self.resize_size!r}: "
+                             "need 0 < image_size <= resize_size (e.g. 224 and 256)")
+        if not 0.0 < self.min_crop_scale <= 1.0:
+            raise ValueError(f"Invalid task.min_crop_scale: {self.min_crop_scale!r}; use a fraction in (0, 1]")
+        if self.num_classes < 2 or self.limit_train < 0 or self.limit_val < 0:
+            raise ValueError(f"Invalid task.num_classes={self.num_classes!r} / limit_train / limit_val: "
+                             "num_classes must be >= 2 and the limits >= 0")

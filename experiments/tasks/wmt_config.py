@@ -6,24 +6,51 @@ from dataclasses import dataclass
 
 from experiments.config import TaskConfig
 
+DECODERS = ("beam", "greedy")
+
 
 @dataclass
 class WMTTaskConfig(TaskConfig):
-    """Transformer translation (paper §5.4). Sizes per scale in conf/task_scale/."""
+    """Transformer translation (paper §5.4). Sizes per scale in conf/task_scale/.
+
+    Data under ``data.root``: plain parallel text ``<split>.<lang>`` (or, for training, the
+    ``train.<src>-<tgt>.pt`` tensors written by scripts/data/prepare_wmt14.py). The joint BPE
+    model is ``spm_model`` if given, else ``<data.root>/spm.model`` if present, else trained on
+    the training text and cached in ``cache_dir``.
+    """
 
     src_lang: str = "en"
     tgt_lang: str = "de"
-    vocab_size: int = 32000
+    train_split: str = "train"
+    valid_split: str = ""  # "" : no validation split (teacher-forced loss and perplexity only)
+    test_split: str = "newstest2014"
+    spm_model: str = ""
+    cache_dir: str = "runs/.cache"
+    vocab_size: int = 32000  # when the BPE model is trained here
     d_model: int = 512
     num_layers: int = 6
     num_heads: int = 8
     ff_size: int = 2048
     dropout: float = 0.1
     label_smoothing: float = 0.1
-    max_tokens: int = 4096  # tokens per length-bucketed batch
-    max_len: int = 256
+    max_tokens: int = 4096  # padded tokens per length-bucketed batch (global over ranks)
+    max_len: int = 256  # training pairs with a longer side (in pieces) are dropped
     beam_size: int = 4
     length_penalty: float = 0.6
-    decode: str = "beam"  # beam | greedy
-    test_split: str = "newstest2014"
-    bleu_max_sentences: int = 0  # > 0: decode only this many test sentences per evaluation
+    decode: str = "beam"  # beam | greedy, at the final evaluation
+    eval_decode: str = "beam"  # beam | greedy, at intermediate evaluations
+    bleu_max_sentences: int = 0  # > 0: intermediate evaluations decode only this many test sentences
+
+    def __post_init__(self) -> None:
+        for key in ("decode", "eval_decode"):
+            if getattr(self, key) not in DECODERS:
+                raise ValueError(f"Invalid task.{key}: {getattr(self, key)!r}; choose one of {', '.join(DECODERS)}")
+        if self.beam_size < 1:
+            raise ValueError(f"Invalid task.beam_size: {self.beam_size!r}; must be >= 1")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"Invalid task.label_smoothing: {self.label_smoothing!r}; must lie in [0, 1)")
+        if self.max_len + 1 > self.max_tokens:
+            raise ValueError(f"task.max_tokens={self.max_tokens} cannot hold one pair of task.max_len={self.max_len} "
+                             "pieces plus eos; raise max_tokens or lower max_len")
+        if self.d_model % self.num_heads:
+            raise ValueError(f"task.d_model={self.d_model} is not divisible by task.num_heads={self.num_heads}")

@@ -1,0 +1,71 @@
+"""Fig. 5 + Table 1: CIFAR-10/100 train loss of SGD, Polyak, Adam, AdamW and Lookahead(SGD),
+and final test accuracy beside the paper's Table 1.
+
+Paper (§5.1, Fig. 5 [V]): training loss curves (Lookahead and Polyak wrap SGD) and the final
+validation accuracy table. Ours, from `make sweep-table1_cifar collect`: train loss per epoch
+(mean over seeds, +-1 std band), then the final test accuracy of each optimizer (reported
+weights: slow for Lookahead, averaged for Polyak) as mean +- 95% CI over seeds, with the paper's
+mean +- std as open diamonds. The table itself is results/table1_cifar/table.md.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib as mpl
+import numpy as np
+import pandas as pd
+
+from . import _style, _trained
+
+ARTIFACT = "fig5_cifar"
+SWEEP = "make sweep-table1_cifar SCALE=cpu && make collect"
+REQUIRES = ["table1_cifar/curves.csv", "table1_cifar/table.csv"]
+OPTIMS = ("sgd", "polyak_sgd", "adam", "adamw", "lookahead_sgd")
+ROWS = {"SGD": "sgd", "Polyak": "polyak_sgd", "Adam": "adam", "AdamW": "adamw", "Lookahead": "lookahead_sgd"}
+COLUMNS = {"CIFAR-10": "cifar10", "CIFAR-100": "cifar100"}
+
+
+def load(results_dir: Path) -> pd.DataFrame:
+    """Train-loss curves (panel 'curve') and the Table 1 cells (panel 'table')."""
+    curves = _trained.read(results_dir, "table1_cifar", "curves.csv", ["train_loss"])
+    table = pd.read_csv(Path(results_dir) / REQUIRES[1])
+    table = table.assign(optim=table["row"].map(ROWS), task=table["column"].map(COLUMNS))
+    return pd.concat([curves.assign(panel="curve"), table.assign(panel="table")], ignore_index=True)
+
+
+def summarize(df: pd.DataFrame) -> pd.DataFrame:
+    """Seed means of the curves; the table cells as they are (already over seeds)."""
+    curves = _trained.seed_mean(df[df["panel"] == "curve"], ["scale", "task", "dataset", "optim"])
+    return pd.concat([curves.assign(panel="curve"), df[df["panel"] == "table"]], ignore_index=True)
+
+
+def plot(summary: pd.DataFrame) -> tuple[mpl.figure.Figure, np.ndarray]:
+    """Train loss per task, then final test accuracy with the paper's values; never saves."""
+    curves, table = summary[summary["panel"] == "curve"], summary[summary["panel"] == "table"]
+    tasks = sorted(set(curves["task"].dropna()) | set(table.loc[table["n"] > 0, "task"].dropna()))
+    fig, axes = _style.new_figure(len(tasks) + 1, "triple")
+    for ax, task in zip(axes, tasks):
+        part = curves[curves["task"] == task]
+        if part.empty:
+            _trained.no_data(ax, task)
+            continue
+        _trained.draw_arms(ax, part, [])
+        ax.set(yscale="log", xlabel="epoch", ylabel="train loss", title=f"{_trained.task_name(task)} train loss")
+    ax = axes[-1]
+    for i, task in enumerate(tasks):
+        for j, optim in enumerate(OPTIMS):
+            cell = table[(table["task"] == task) & (table["optim"] == optim)]
+            x = i * (len(OPTIMS) + 1) + j
+            for _, c in cell.iterrows():
+                if c["n"] > 0:
+                    ax.errorbar(x, c["mean"], yerr=np.nan_to_num(c["ci95"]), fmt=_style.marker(optim),
+                                color=_style.color(optim), capsize=2)
+                if pd.notna(c["paper_value"]):
+                    ax.errorbar(x + 0.3, c["paper_value"], yerr=np.nan_to_num(c["paper_std"]), fmt="D",
+                                mfc="white", color=_style.color(optim), capsize=2, ms=3)
+    ax.set_xticks([i * (len(OPTIMS) + 1) + 2 for i in range(len(tasks))], [_trained.task_name(t) for t in tasks])
+    ax.set(ylabel="final test accuracy (%)", title="ours ● (95% CI) vs paper ◇ (± std)")
+    axes[0].legend()
+    _style.title(fig, "Fig. 5 / Table 1: CIFAR, Lookahead vs SGD, Polyak, Adam, AdamW", summary)
+    return fig, axes
