@@ -175,6 +175,7 @@ def test_trains_a_few_steps_on_a_fake_tree(optim, tree, tmp_path):
         assert "val_acc1_slow" in final and "val_acc5_fast" in final
 
 
+@pytest.mark.slow
 def test_trains_on_the_real_tiny_imagenet_jpegs(tmp_path):
     if not os.environ.get("LOOKAHEAD_DATA"):
         pytest.skip("set LOOKAHEAD_DATA to the folder holding imagenet_tiny/")

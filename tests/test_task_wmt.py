@@ -197,6 +197,7 @@ def test_prepare_wmt14_on_a_tiny_corpus(tmp_path: Path) -> None:
     assert script.main([str(tmp_path / "empty"), str(out)]) == 2
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.environ.get("LOOKAHEAD_DATA"), reason="needs LOOKAHEAD_DATA with wmt14/newstest2014.*")
 def test_newstest2014_copy_baseline_and_decoding_path() -> None:
     from experiments.data.spm import encode, load_model, train_spm

@@ -102,13 +102,25 @@ def read_run(manifest_path: Path) -> Run:
     overrides = manifest.get("overrides")
     hydra_dir = run_dir / ".hydra"
     if config is None and (hydra_dir / "config.yaml").exists():
-        config = yaml.safe_load((hydra_dir / "config.yaml").read_text())
+        config = _resolved(hydra_dir / "config.yaml")
     if overrides is None and (hydra_dir / "overrides.yaml").exists():
         overrides = yaml.safe_load((hydra_dir / "overrides.yaml").read_text())
     metrics = None
     if (run_dir / "metrics.csv").exists() and (run_dir / "metrics.csv").stat().st_size > 0:
         metrics = pd.read_csv(run_dir / "metrics.csv")
     return Run(run_dir, manifest, config or {}, list(overrides or []), metrics)
+
+
+def _resolved(path: Path) -> Dict[str, Any]:
+    """Hydra saves a job's config unresolved (``optim.name: ${optim.inner}``); resolve it as the
+    run would have, keeping the text where that fails (a resolver not registered here)."""
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.load(path)
+    try:
+        return OmegaConf.to_container(cfg, resolve=True)
+    except Exception:
+        return OmegaConf.to_container(cfg)
 
 
 def find_runs(runs_dir: Path) -> List[Run]:

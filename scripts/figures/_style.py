@@ -84,7 +84,7 @@ def provenance(df: pd.DataFrame) -> str:
     """'scale: ... | data: ...' from the `scale` and `dataset` (or `task`) columns of the data."""
     parts = []
     for title, columns in (("scale", ("scale",)), ("data", ("dataset", "task"))):
-        values = [v for c in columns if c in df for v in pd.unique(df[c].dropna().astype(str))]
+        values = list(dict.fromkeys(v for c in columns if c in df for v in pd.unique(df[c].dropna().astype(str))))
         parts.append(f"{title}: {', '.join(values) if values else 'unknown'}")
     return " | ".join(parts)
 

@@ -1,0 +1,111 @@
+"""`make collect` on the committed miniature sweep reproduces the committed tables exactly.
+
+tests/data/mini_sweep/runs/ holds six NQM smoke runs of one artifact (`mini_sweep`): SGD and
+Lookahead(SGD) with seeds 0 and 1 (completed), SGD at lr 1000 (diverged) and Lookahead with
+alpha 1.5 (failed at validation: a manifest with only status and error, its identity in
+.hydra/). tests/data/mini_sweep/expected/mini_sweep/ holds what collect wrote for them; after a
+deliberate change to the tables' format, regenerate it with
+
+    python scripts/collect.py --runs tests/data/mini_sweep/runs --results tests/data/mini_sweep/expected
+
+and review the diff. Pinned: byte-identical output, identical bytes on a second collect, the
+statuses and statistics checked by hand below, a clear error for an unknown artifact, and a
+failed run labelled from Hydra's (unresolved) record of its config.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from omegaconf import OmegaConf
+
+from scripts import collect as collect_cli
+from hydra_sweep import compose
+from scripts.collect_lib import collect
+
+DATA = Path(__file__).resolve().parent / "data" / "mini_sweep"
+RUNS, EXPECTED = DATA / "runs", DATA / "expected"
+
+
+def _files(root: Path) -> dict:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_collect_reproduces_the_committed_tables(tmp_path):
+    written = collect(RUNS, tmp_path)
+    assert list(written) == ["mini_sweep"]
+    assert sorted(_files(tmp_path)) == ["mini_sweep/curves.csv", "mini_sweep/runs.csv", "mini_sweep/summary.csv"]
+    expected = _files(EXPECTED)
+    for name, data in _files(tmp_path).items():
+        assert data == expected[name], f"{name} differs from tests/data/mini_sweep/expected/{name}"
+
+
+def test_collecting_twice_gives_identical_bytes(tmp_path):
+    collect(RUNS, tmp_path / "a")
+    first = _files(tmp_path / "a")
+    collect(RUNS, tmp_path / "a")  # rewrites in place
+    collect(RUNS, tmp_path / "b")
+    assert _files(tmp_path / "a") == first == _files(tmp_path / "b")
+
+
+def test_the_committed_tables_record_every_outcome():
+    runs = pd.read_csv(EXPECTED / "mini_sweep" / "runs.csv")
+    assert runs["status"].value_counts().to_dict() == {"completed": 4, "diverged": 1, "failed": 1}
+    failed = runs[runs["status"] == "failed"].iloc[0]
+    assert failed["optim.lookahead.alpha"] == 1.5 and failed["optim"] == "lookahead_sgd"
+    assert failed["error"] == "Invalid config: Invalid optim.lookahead.alpha: 1.5; alpha must lie in [0, 1]"
+    diverged = runs[runs["status"] == "diverged"].iloc[0]
+    assert diverged["optim.lr"] == 1000 and diverged["final_train_loss"] > 1e5
+    assert math.isnan(diverged["best_val_loss"])
+
+    summary = pd.read_csv(EXPECTED / "mini_sweep" / "summary.csv")
+    sgd = summary[(summary["optim"] == "sgd") & (summary["optim.lr"] == 0.5)].set_index("metric")
+    # final_val_loss of SGD, seeds 0 and 1: 1.203349861880592 and 1.3089351698431968 (manifests).
+    # mean = 1.2561425159; std (ddof 1) = |a - b| / sqrt(2) = 0.0746600873;
+    # ci95 = t_{0.975, 1} * std / sqrt(2) = 12.7062047 * 0.0527926540 = 0.6707942701.
+    row = sgd.loc["final_val_loss"]
+    assert (row["n"], row["n_runs"]) == (2, 2)
+    # (The tables keep 8 significant digits.)
+    assert row["mean"] == pytest.approx(1.2561425159, rel=1e-7)
+    assert row["std"] == pytest.approx(0.0746600873, rel=1e-7)
+    assert row["ci95"] == pytest.approx(0.6707942701, rel=1e-7)
+    # The diverged run's group: its metrics are counted in n_runs but never averaged.
+    bad = summary[summary["optim.lr"] == 1000]
+    assert set(bad["metric"]) == {"final_train_loss", "time_s"}
+    assert (bad["n"] == 0).all() and (bad["n_runs"] == 1).all() and bad["mean"].isna().all()
+
+
+def test_an_unknown_artifact_is_a_clear_error(tmp_path, capsys):
+    with pytest.raises(ValueError, match=r"No runs of nope under .*; found: mini_sweep \(run `make sweep-nope` first\)"):
+        collect(RUNS, tmp_path, ["nope"])
+    assert collect_cli.main(["--runs", str(RUNS), "--results", str(tmp_path), "--artifact", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: No runs of nope under ") and "Traceback" not in err
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_the_command_line_writes_the_same_tables(tmp_path, capsys):
+    assert collect_cli.main(["--runs", str(RUNS), "--results", str(tmp_path), "--artifact", "mini_sweep"]) == 0
+    assert capsys.readouterr().out.startswith("mini_sweep: wrote ")
+    assert _files(tmp_path) == _files(EXPECTED)
+
+
+def test_a_run_that_failed_early_is_labelled_from_its_resolved_hydra_config(tmp_path):
+    # Lookahead switched off names the run after its inner optimizer: `optim.name: ${optim.inner}`
+    # in the unresolved config Hydra saves in .hydra/; the manifest holds only status and error.
+    job = ["+experiment=table5_k_alpha", "scale=smoke", "la=disabled", "seed=0"]
+    run = tmp_path / "runs" / "table5_k_alpha" / "la=disabled,scale=smoke,seed=0"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(compose(job)))
+    (run / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in job))
+    (run / "manifest.json").write_text(json.dumps({"status": "failed", "error": "Traceback ...\nOSError: disk full"}))
+    collect(tmp_path / "runs", tmp_path / "results")
+    row = pd.read_csv(tmp_path / "results" / "table5_k_alpha" / "runs.csv").iloc[0]
+    assert (row["status"], row["optim"], row["la"], row["error"]) == ("failed", "sgd", "disabled", "OSError: disk full")
+    table = pd.read_csv(tmp_path / "results" / "table5_k_alpha" / "table.csv")
+    baseline = table[table["column"] == "baseline"].iloc[0]
+    assert (baseline["n"], baseline["n_runs"], baseline["not_completed"]) == (0, 1, run.name)
