@@ -4,8 +4,10 @@ Exit behaviour (contract): a config or data problem prints one line saying what 
 it and exits 2; divergence is a result (status ``diverged``, exit 0, so sweeps go on); an
 interruption saves a checkpoint, records ``interrupted`` and exits 130/143; any other error
 records ``failed``. Inside a sweep (``-m``) failures are recorded and the sweep goes on.
-A run whose manifest already says ``completed`` is skipped, so re-launched sweeps only do
-what is missing; a re-run of an unfinished run resumes from its checkpoint.
+A run whose manifest already says ``completed`` or ``diverged`` is a result and is skipped, so
+re-launched sweeps only do what is missing (a diverged run would diverge again from its last
+checkpoint; delete its directory to retry it); a re-run of an unfinished run (``interrupted``,
+``failed``) resumes from its checkpoint.
 """
 
 from __future__ import annotations
@@ -44,12 +46,15 @@ def run(cfg: DictConfig) -> float | None:
     return execute(cfg, Path(hc.runtime.output_dir), list(hc.overrides.task), hc.mode == RunMode.MULTIRUN)
 
 
+FINAL = ("completed", "diverged")  # statuses that are results: a re-launch skips them
+
+
 def execute(cfg: DictConfig, run_dir: Path, overrides: list, multirun: bool = False) -> float | None:
     """Run one composed config in ``run_dir`` (also used by tests with Hydra's compose API)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     previous = Manifest.read(run_dir / "manifest.json")
-    if previous and previous.get("status") == "completed" and cfg.get("resume", True):
-        print(f"skip {run_dir}: already completed")
+    if previous and previous.get("status") in FINAL and cfg.get("resume", True):
+        print(f"skip {run_dir}: already {previous['status']}")
         return (previous.get("final") or {}).get(previous.get("target_metric", ""), None)
     try:
         return _run(cfg, run_dir, overrides)

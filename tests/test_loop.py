@@ -116,6 +116,10 @@ def test_non_finite_loss_ends_the_run_as_diverged(tmp_path, monkeypatch):
     monkeypatch.setattr(tasks, "build_task", nan_after_two)
     m = train(["task=nqm", "optim=lookahead_sgd", "scale=smoke", "trainer.max_steps=20"], tmp_path)
     assert m["status"] == "diverged" and m["steps"] == 4
+    # A diverged run is a result: launching it again skips it and leaves its record as it was.
+    before = (tmp_path / "manifest.json").read_text()
+    again = train(["task=nqm", "optim=lookahead_sgd", "scale=smoke", "trainer.max_steps=20"], tmp_path)
+    assert again["status"] == "diverged" and (tmp_path / "manifest.json").read_text() == before
 
 
 def test_bn_recompute_logs_both_variants(cifar_root, tmp_path):

@@ -134,3 +134,30 @@ def plot_sensitivity(summary: pd.DataFrame, key: str, xlabel: str, title: str):
         ax_b.legend()
     _style.title(fig, title, summary)
     return fig, np.array([ax_a, ax_b])
+
+
+REPORT_METRICS = ("train_loss", "test_acc")
+
+
+def report_curves(artifact: str, title: str):
+    """``(SWEEP, REQUIRES, load, summarize, plot)`` of a reproduction-report figure: train loss and
+    test accuracy (%) per dataset present, mean over seeds with a +-1 std band (n in the legend),
+    one line per arm (optimizer and the grid values that vary); reported weights (slow for
+    Lookahead). The report itself shows these two curves per dataset and gives no numbers."""
+    sweep = f"make sweep-{artifact} SCALE=cpu && make collect"
+    requires = [f"{artifact}/curves.csv"]
+
+    def load(results_dir: Path) -> pd.DataFrame:
+        """Train-loss and test-accuracy curves of every run."""
+        return read(results_dir, artifact, "curves.csv", REPORT_METRICS)
+
+    def summarize(df: pd.DataFrame) -> pd.DataFrame:
+        """Mean and std over seeds per arm and epoch."""
+        return seed_mean(df, ["scale", "task", "dataset", "optim", *arm_columns(df)])
+
+    def plot(summary: pd.DataFrame):
+        """Train loss and test accuracy (%) per dataset; returns (fig, axes), never saves."""
+        return curves_by_task(summary, REPORT_METRICS, ("train loss", "test accuracy (%)"), title,
+                              transforms={"test_acc": lambda y: 100 * y})
+
+    return sweep, requires, load, summarize, plot

@@ -1,36 +1,13 @@
 """Reproduction report of Shen, Wu, Qiu and Chen ("Lookahead Optimizer 复现报告"),
 §2.3.1: RAdam vs Lookahead(RAdam) at the lower learning rate 0.01.
 
-The report shows train loss and test accuracy curves on CIFAR-10 and CIFAR-100 (no numbers).
-Ours, from `make sweep-report_lr001 collect`: the same two curves per dataset present, mean over
-seeds with a +-1 std band (n in the legend); reported weights (slow for Lookahead).
+Drawn by `_trained.report_curves`: the report's two curves per dataset, from
+`make sweep-report_lr001 collect`.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pandas as pd
-
 from . import _trained
 
 ARTIFACT = "report_lr001"
-SWEEP = "make sweep-report_lr001 SCALE=cpu && make collect"
-REQUIRES = ["report_lr001/curves.csv"]
-METRICS = ("train_loss", "test_acc")
-
-
-def load(results_dir: Path) -> pd.DataFrame:
-    """Train-loss and test-accuracy curves of every run."""
-    return _trained.read(results_dir, ARTIFACT, "curves.csv", METRICS)
-
-
-def summarize(df: pd.DataFrame) -> pd.DataFrame:
-    """Mean and std over seeds per arm (optimizer and the grid values that vary) and epoch."""
-    return _trained.seed_mean(df, ["scale", "task", "dataset", "optim", *_trained.arm_columns(df)])
-
-
-def plot(summary: pd.DataFrame):
-    """Train loss and test accuracy (%) per dataset; returns (fig, axes), never saves."""
-    return _trained.curves_by_task(summary, METRICS, ("train loss", "test accuracy (%)"),
-                                   "Report §2.3.1: RAdam vs Lookahead(RAdam), lr 0.01", transforms={"test_acc": lambda y: 100 * y})
+SWEEP, REQUIRES, load, summarize, plot = _trained.report_curves(ARTIFACT, "Report §2.3.1: RAdam vs Lookahead(RAdam), lr 0.01")

@@ -2,36 +2,13 @@
 §2.1: RAdam vs Lookahead(RAdam) (k = 5, alpha = 0.8), lr 0.1, weight decay 5e-4,
 x0.2 at 30/60/80 % of training.
 
-The report shows train loss and test accuracy curves on CIFAR-10 and CIFAR-100 (no numbers).
-Ours, from `make sweep-report_radam collect`: the same two curves per dataset present, mean over
-seeds with a +-1 std band (n in the legend); reported weights (slow for Lookahead).
+Drawn by `_trained.report_curves`: the report's two curves per dataset, from
+`make sweep-report_radam collect`.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pandas as pd
-
 from . import _trained
 
 ARTIFACT = "report_radam"
-SWEEP = "make sweep-report_radam SCALE=cpu && make collect"
-REQUIRES = ["report_radam/curves.csv"]
-METRICS = ("train_loss", "test_acc")
-
-
-def load(results_dir: Path) -> pd.DataFrame:
-    """Train-loss and test-accuracy curves of every run."""
-    return _trained.read(results_dir, ARTIFACT, "curves.csv", METRICS)
-
-
-def summarize(df: pd.DataFrame) -> pd.DataFrame:
-    """Mean and std over seeds per arm (optimizer and the grid values that vary) and epoch."""
-    return _trained.seed_mean(df, ["scale", "task", "dataset", "optim", *_trained.arm_columns(df)])
-
-
-def plot(summary: pd.DataFrame):
-    """Train loss and test accuracy (%) per dataset; returns (fig, axes), never saves."""
-    return _trained.curves_by_task(summary, METRICS, ("train loss", "test accuracy (%)"),
-                                   "Report §2.1: RAdam vs Lookahead(RAdam)", transforms={"test_acc": lambda y: 100 * y})
+SWEEP, REQUIRES, load, summarize, plot = _trained.report_curves(ARTIFACT, "Report §2.1: RAdam vs Lookahead(RAdam)")
