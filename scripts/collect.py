@@ -10,6 +10,7 @@ artifact (the runs' ``experiment_name``), ``results/<artifact>/``:
   commit and device;
 - ``curves.csv``: long format (run, group columns, seed, step, epoch, metric, value), at most
   100 evenly spaced points per run and metric;
+- ``manifests/<run id>.json``: each run's manifest, verbatim;
 - ``summary.csv``: per group (the grid without the seed) and metric: mean, std, n, Student-t
   95% CI half-width over completed seeds, and n_runs (all members);
 - ``table.csv`` + ``table.md`` where the paper has a table: ours beside the paper's numbers

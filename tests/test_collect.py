@@ -38,7 +38,9 @@ def _files(root: Path) -> dict:
 def test_collect_reproduces_the_committed_tables(tmp_path):
     written = collect(RUNS, tmp_path)
     assert list(written) == ["mini_sweep"]
-    assert sorted(_files(tmp_path)) == ["mini_sweep/curves.csv", "mini_sweep/runs.csv", "mini_sweep/summary.csv"]
+    tables = ["mini_sweep/curves.csv", "mini_sweep/runs.csv", "mini_sweep/summary.csv"]
+    manifests = sorted(f"mini_sweep/manifests/{p.parent.name}.json" for p in (RUNS / "mini_sweep").glob("*/manifest.json"))
+    assert sorted(_files(tmp_path)) == sorted(tables + manifests)
     expected = _files(EXPECTED)
     for name, data in _files(tmp_path).items():
         assert data == expected[name], f"{name} differs from tests/data/mini_sweep/expected/{name}"

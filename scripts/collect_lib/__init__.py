@@ -1,8 +1,10 @@
 """Run directories -> tidy tables under ``results/<artifact>/`` (used by scripts/collect.py).
 
 Per artifact (a run's ``config.experiment_name``): ``runs.csv``, ``curves.csv``,
-``summary.csv`` and, where the paper has a table (``paper.SPECS``), ``table.csv`` and
-``table.md``. Output is deterministic: rerunning on the same runs rewrites identical bytes.
+``summary.csv``, ``manifests/<run id>.json`` (each run's manifest, copied byte for byte, so every
+number traces to its config, commit, versions, device and seed) and, where the paper has a table
+(``paper.SPECS``), ``table.csv`` and ``table.md``. Output is deterministic: rerunning on the same
+runs rewrites identical bytes.
 """
 
 from __future__ import annotations
@@ -65,6 +67,9 @@ def collect_artifact(artifact: str, runs: List[Run], out_dir: Path,
         table = build_table(SPECS[artifact], artifact, runs_df, {r.run_id: r for r in runs}, paper)
         files["table.csv"] = _csv(table)
         files["table.md"] = render_markdown(SPECS[artifact], table, runs_df)
+    for run in runs:
+        manifest = run.path / "manifest.json"
+        files[f"manifests/{run.run_id}.json"] = manifest.read_text()
     paths = []
     for name, text in files.items():
         _write(out_dir / name, text)
