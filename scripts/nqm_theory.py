@@ -41,7 +41,7 @@ from experiments.nqm.problem import default_problem
 SOURCE = "experiments/nqm/analytic.py"
 FIG2_K, FIG2_ALPHAS = 5, tuple(round(0.1 * i, 1) for i in range(1, 11))
 FIG2_LRS = (0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.15, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5)
-FIG2_MOMENTA = {0.0: FIG2_LRS, 0.9: (0.2, 0.5, 1.0)}  # momentum -> learning rates
+FIG2_MOMENTA = {0.0: FIG2_LRS, 0.9: (0.2, 0.5, 1.0, 1.5)}  # momentum -> learning rates
 FIG2_STEPS = 10_000  # the slowest mean (a = 0.01) decays by e^-5 at lr = 0.05 with SGD
 FIG2_DENSE_ALPHAS = tuple(round(0.05 * i, 2) for i in range(1, 21))
 FIG2_DENSE_LRS = np.geomspace(0.005, 1.9, 80)  # SGD is stable up to lr = 2 / max a = 2

@@ -115,6 +115,19 @@ def test_fig2_without_overlay_shows_the_default_learning_rates(results: Path) ->
     assert not axes[2].containers
 
 
+def test_fig2_analytic_grid_covers_every_trained_setting() -> None:
+    """Each (lr, momentum) of the trained sweep needs its analytic curve to be compared with."""
+    from omegaconf import OmegaConf
+
+    from scripts import nqm_theory
+
+    params = OmegaConf.load(ROOT / "conf/experiment/fig2_nqm.yaml").hydra.sweeper.params
+    lrs = [float(v) for v in str(params["optim.lr"]).split(",")]
+    for beta in (float(v) for v in str(params["optim.momentum"]).split(",")):
+        missing = [lr for lr in lrs if not np.isclose(nqm_theory.FIG2_MOMENTA[beta], lr).any()]
+        assert not missing, f"momentum {beta}: no analytic curve for lr {missing}"
+
+
 @pytest.mark.parametrize("module", MODULES, ids=lambda m: m.ARTIFACT)
 def test_figure_runs_on_the_committed_results(module) -> None:
     if not all((ROOT / "results" / f).exists() for f in module.REQUIRES):

@@ -98,8 +98,9 @@ def plot(summary: pd.DataFrame) -> tuple[mpl.figure.Figure, np.ndarray]:
     for (lr, beta), g in last.groupby(["lr", "momentum"]):
         color, name = mpl.colormaps["viridis"](norm(lr)), f"lr={lr:g}, β={beta:g}"
         line = g[g["panel"] == "last"].sort_values("alpha")
-        ax_c.plot(line["alpha"], line["expected_loss"], color=color, ls="--" if beta else "-",
-                  label=f"{name}, analytic")
+        if len(line):  # a trained (lr, momentum) without an analytic curve is drawn alone
+            ax_c.plot(line["alpha"], line["expected_loss"], color=color, ls="--" if beta else "-",
+                      label=f"{name}, analytic")
         for method, t in g[g["panel"] == "trained"].groupby("method"):
             ax_c.errorbar(t["alpha"], t["final_loss"], yerr=t["ci95"], fmt=_style.marker(method),
                           color=color, mfc="white" if beta else color, capsize=2,
@@ -111,7 +112,8 @@ def plot(summary: pd.DataFrame) -> tuple[mpl.figure.Figure, np.ndarray]:
              ylabel="convergence rate 1 − ρ² per step",
              title="(b) vertical slice = same final loss (colours as in a)")
     ax_c.set(yscale="log", xlabel="α (α = 1: inner optimizer alone)",
-             ylabel=f"E[L] at step {step:g}", title="(c) loss against α; trained runs if any")
+             ylabel=f"E[L] at the end (analytic: step {step:g})",
+             title="(c) loss against α; trained runs if any")
     ax_a.legend(loc="upper right")
     ax_c.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
     k = ", ".join(f"{v:g}" for v in summary["k"].dropna().unique())
