@@ -41,8 +41,9 @@ sweep-%: ## run a paper artifact's sweep, e.g. `make sweep-table1_cifar SCALE=cp
 collect: ## turn run directories into tidy tables under results/<artifact>/
 	$(PYTHON) scripts/collect.py
 
-figures: ## regenerate every figure and table from the committed results (no training)
+figures: ## regenerate every figure, and the tables in results/README.md, from the committed results
 	$(PYTHON) scripts/make_figures.py
+	$(PYTHON) scripts/report.py
 
 nqm-theory: ## recompute the analytic NQM / quadratic curves (results/fig2-4)
 	$(PYTHON) scripts/nqm_theory.py

@@ -111,3 +111,26 @@ def test_a_run_that_failed_early_is_labelled_from_its_resolved_hydra_config(tmp_
     table = pd.read_csv(tmp_path / "results" / "table5_k_alpha" / "table.csv")
     baseline = table[table["column"] == "baseline"].iloc[0]
     assert (baseline["n"], baseline["n_runs"], baseline["not_completed"]) == (0, 1, run.name)
+
+
+def test_the_wmt_table_reports_each_arm_with_its_seed_statistics():
+    from scripts.collect_lib.paper import SPECS, build_table, render_markdown
+
+    runs_df = pd.DataFrame([
+        {"run": f"{arm},seed={s}", "status": status, "scale": "cpu", "dataset": "multi30k",
+         "wmt_arm": arm, "final_test_bleu": bleu, "final_test_ppl": 12.0}
+        for arm, s, bleu, status in [("adam_warmup", 0, 28.0, "completed"),
+                                     ("adam_warmup", 1, 30.0, "completed"),
+                                     ("lookahead_adam_warmup", 0, 29.0, "completed"),
+                                     ("lookahead_adam_warmup", 1, float("nan"), "diverged")]])
+    table = build_table(SPECS["fig7b_wmt"], "fig7b_wmt", runs_df, {}, None).set_index(["row", "column"])
+    adam = table.loc[("Adam + warmup", "test BLEU")]
+    assert (adam["mean"], adam["n"]) == (29.0, 2) and adam["std"] == pytest.approx(2 ** 0.5)
+    assert adam["ci95"] == pytest.approx(12.7062047 * 1.0, rel=1e-6)  # t(0.975, 1) * sqrt(2) / sqrt(2)
+    la = table.loc[("LA(Adam) + warmup", "test BLEU")]
+    assert (la["mean"], la["n"], la["n_runs"]) == (29.0, 1, 2)
+    assert la["not_completed"] == "lookahead_adam_warmup,seed=1"
+    assert table.loc[("Adafactor + warmup", "test BLEU"), "n"] == 0
+    text = render_markdown(SPECS["fig7b_wmt"], table.reset_index(), runs_df)
+    assert "| Adam + warmup | 29.00 ± 1.41 (n=2), CI ±12.71 |" in text
+    assert "`lookahead_adam_warmup,seed=1`: diverged" in text

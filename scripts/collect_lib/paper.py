@@ -46,6 +46,9 @@ def _optims(task: str, optims: Sequence[Tuple[str, str]], metric: str, column: s
 
 CIFAR_OPTIMS = (("sgd", "SGD"), ("polyak_sgd", "Polyak"), ("adam", "Adam"), ("adamw", "AdamW"),
                 ("lookahead_sgd", "Lookahead"))
+WMT_ARMS = (("adam_warmup", "Adam + warmup"), ("adafactor_warmup", "Adafactor + warmup"),
+            ("lookahead_adam_warmup", "LA(Adam) + warmup"),
+            ("lookahead_adam_nowarmup", "LA(Adam), no warmup"))
 PTB_OPTIMS = (("sgd", "SGD"), ("lookahead_sgd", "LA(SGD)"), ("adam", "Adam"), ("lookahead_adam", "LA(Adam)"))
 
 SPECS: Dict[str, TableSpec] = {
@@ -73,6 +76,14 @@ SPECS: Dict[str, TableSpec] = {
             Cell(label, "validation", {"optim": optim}, "final_val_ppl"),
             Cell(label, "test", {"optim": optim}, "final_test_ppl"))),
         exp_metrics=("final_train_loss",)),
+    "fig7b_wmt": TableSpec(
+        "Fig. 7b arms: Transformer test BLEU and perplexity", "",
+        "BLEU: detokenized sacreBLEU of beam search on the scale's test set (Multi30k "
+        "test_2016_flickr at cpu scale, newstest2014 at paper scale), slow weights for "
+        "Lookahead. The paper shows training curves only; its BLEU was not retrieved [U].",
+        tuple(c for arm, label in WMT_ARMS for c in (
+            Cell(label, "test BLEU", {"wmt_arm": arm}, "final_test_bleu"),
+            Cell(label, "test perplexity", {"wmt_arm": arm}, "final_test_ppl")))),
     "table5_k_alpha": TableSpec(
         "Table 5: CIFAR-100 final test accuracy (%) of Lookahead(SGD) over k and alpha", "%",
         "Baseline: the inner SGD with Lookahead off (conf/la/disabled.yaml); the paper's "
