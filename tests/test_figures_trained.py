@@ -120,3 +120,12 @@ def test_figure_builds_from_collected_results(module, results, tmp_path, monkeyp
     for part in provenance.split(" | "):
         values = part.split(": ", 1)[1].split(", ")
         assert len(values) == len(set(values)), f"repeated in {provenance!r}"
+
+
+def test_provenance_names_the_dataset_not_also_the_task():
+    """Multi30k runs of the wmt14 task are labelled 'data: multi30k'; `task` is only a fallback."""
+    from scripts.figures import _style
+
+    runs = pd.DataFrame({"scale": ["cpu", "cpu"], "task": ["wmt14", "wmt14"], "dataset": ["multi30k", None]})
+    assert _style.provenance(runs) == "scale: cpu | data: multi30k"
+    assert _style.provenance(runs.drop(columns="dataset")) == "scale: cpu | data: wmt14"

@@ -84,7 +84,10 @@ def provenance(df: pd.DataFrame) -> str:
     """'scale: ... | data: ...' from the `scale` and `dataset` (or `task`) columns of the data."""
     parts = []
     for title, columns in (("scale", ("scale",)), ("data", ("dataset", "task"))):
-        values = list(dict.fromkeys(v for c in columns if c in df for v in pd.unique(df[c].dropna().astype(str))))
+        # The first column that has values wins: `task` (wmt14) only names the data when
+        # `dataset` (multi30k at cpu scale) is absent, so the two are never listed together.
+        values = next((list(pd.unique(df[c].dropna().astype(str))) for c in columns
+                       if c in df and df[c].notna().any()), [])
         parts.append(f"{title}: {', '.join(values) if values else 'unknown'}")
     return " | ".join(parts)
 
