@@ -134,3 +134,23 @@ def test_the_wmt_table_reports_each_arm_with_its_seed_statistics():
     text = render_markdown(SPECS["fig7b_wmt"], table.reset_index(), runs_df)
     assert "| Adam + warmup | 29.00 ± 1.41 (n=2), CI ±12.71 |" in text
     assert "`lookahead_adam_warmup,seed=1`: diverged" in text
+
+
+def test_the_ptb_grid_table_puts_each_k_alpha_beside_the_inner_optimizer_alone():
+    from scripts.collect_lib.paper import SPECS, build_table
+
+    runs_df = pd.DataFrame([
+        {"run": f"la={la},seed={s}", "status": "completed", "scale": "cpu", "dataset": "ptb",
+         "optim": optim, "optim.lookahead.k": k, "optim.lookahead.alpha": a,
+         "final_val_ppl": ppl + 4, "final_test_ppl": ppl}
+        for la, optim, k, a, s, ppl in [("disabled", "sgd", None, None, 0, 114.0),
+                                        ("k5_a0.5", "lookahead_sgd", 5, 0.5, 0, 112.0),
+                                        ("k5_a0.5", "lookahead_sgd", 5, 0.5, 1, 116.0),
+                                        ("k10_a0.8", "lookahead_sgd", 10, 0.8, 0, 115.0)]])
+    table = build_table(SPECS["ptb_k_alpha"], "ptb_k_alpha", runs_df, {}, None).set_index(["row", "column"])
+    assert table.loc[("SGD (Lookahead off)", "test"), "mean"] == 114.0
+    cell = table.loc[("LA(SGD) k = 5, alpha = 0.5", "test")]
+    assert (cell["mean"], cell["n"]) == (114.0, 2)  # 5 and 0.5, not 5 and 0.8
+    assert table.loc[("LA(SGD) k = 10, alpha = 0.8", "validation"), "mean"] == 119.0
+    assert table.loc[("LA(SGD) k = 5, alpha = 0.8", "test"), "n"] == 0
+    assert table.loc[("Adam (Lookahead off)", "test"), "n_runs"] == 0

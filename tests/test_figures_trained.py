@@ -32,6 +32,7 @@ SWEEPS = {
     "table2_imagenet": ["seed=0,1"],                                     # 2 optims x 2 schedules x 2
     "table3_ptb": ["seed=0,1"],                                          # 4 optims x 2
     "table5_k_alpha": ["seed=0,1"],                                      # 5 arms x 2
+    "ptb_k_alpha": ["seed=0,1"],                                         # 5 arms x 2
     "fig7b_wmt": ["seed=0,1"],                                           # 4 arms x 2
     "fig8_inner_lr": ["optim.lr=0.1,0.3", "seed=0,1"],                   # 2 arms x 2 lr x 2
     "fig8_momentum": ["optim.momentum=0.9,0.98", "seed=0,1"],            # 2 arms x 2 momenta x 2
@@ -98,7 +99,7 @@ def test_the_fixture_has_every_outcome(results):
 
 def test_every_figure_module_imports_and_has_its_results_here(results):
     assert not BROKEN
-    assert len(MODULES) == 18  # figs 1-10 (8a, 8b, 7a, 7b) and the six report_* figures
+    assert len(MODULES) == 19  # figs 1-10 (8a, 8b, 7a, 7b), the PTB k/alpha grid and the six report_* figures
     missing = {m.ARTIFACT: f for m in MODULES for f in m.REQUIRES if not (results / f).exists()}
     assert not missing, f"no fixture for {missing}"
 

@@ -50,6 +50,7 @@ EXPECTED = {
     "table2_imagenet": 12,        # 2 optims x 2 imagenet_schedule x 3 seeds
     "table3_ptb": 12,             # 4 optims x 3 seeds
     "table5_k_alpha": 25,         # 5 la (off + 4 (k, alpha)) x 5 seeds
+    "ptb_k_alpha": 15,            # 5 la (off + 4 (k, alpha)) x 3 seeds
 }
 
 

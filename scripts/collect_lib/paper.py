@@ -92,6 +92,16 @@ SPECS: Dict[str, TableSpec] = {
                     {"optim": "lookahead_sgd", "optim.lookahead.k": k, "optim.lookahead.alpha": a},
                     "final_test_acc") for k in (5, 10) for a in (0.5, 0.8)]
               + [Cell("SGD (Lookahead off)", "baseline", {"optim": "sgd"}, "final_test_acc")])),
+    "ptb_k_alpha": TableSpec(
+        "PTB perplexity of Lookahead over k and alpha", "",
+        "Baseline: the inner optimizer with Lookahead off (conf/la/disabled.yaml), at the same lr "
+        "and decay. The paper gives no PTB k/alpha grid; this is the issue list's study.",
+        tuple(Cell(f"LA({label}) k = {k}, alpha = {a}" if k else f"{label} (Lookahead off)", column,
+                   {"optim": f"lookahead_{inner}", "optim.lookahead.k": k, "optim.lookahead.alpha": a}
+                   if k else {"optim": inner}, metric)
+              for inner, label in (("sgd", "SGD"), ("adam", "Adam"))
+              for k, a in ((None, None), (5, 0.5), (5, 0.8), (10, 0.5), (10, 0.8))
+              for column, metric in (("validation", "final_val_ppl"), ("test", "final_test_ppl")))),
 }
 
 

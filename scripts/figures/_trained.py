@@ -136,6 +136,58 @@ def plot_sensitivity(summary: pd.DataFrame, key: str, xlabel: str, title: str):
     return fig, np.array([ax_a, ax_b])
 
 
+def draw_cell(ax: Axes, x: float, cell: pd.Series, optim: str, offset: float = 0.25) -> None:
+    """One table cell (a row of collect's table.csv) at `x`: ours as mean +- 95% CI (filled, only
+    where a seed completed) and the paper's mean +- std (open diamond at x + offset, if given)."""
+    if cell["n"] > 0:
+        ax.errorbar(x, cell["mean"], yerr=np.nan_to_num(cell["ci95"]), fmt=_style.marker(optim),
+                    color=_style.color(optim), capsize=2)
+    if pd.notna(cell["paper_value"]):
+        ax.errorbar(x + offset, cell["paper_value"], yerr=np.nan_to_num(cell["paper_std"]), fmt="D",
+                    mfc="white", color=_style.color(optim), capsize=2, ms=3)
+
+
+def draw_cells(ax: Axes, cells: pd.DataFrame, labels: Sequence[str], optims: Sequence[str], ylabel: str) -> None:
+    """Table cells side by side (`draw_cell`), labelled and styled by `labels` and `optims`."""
+    for i, ((_, cell), optim) in enumerate(zip(cells.iterrows(), optims)):
+        draw_cell(ax, i, cell, optim)
+    ax.set_xticks(range(len(labels)), [t.replace("alpha", "α") for t in labels], rotation=30, ha="right")
+    ax.set(ylabel=ylabel, title="(b) ours ● (95% CI) vs paper ◇ (± std)")
+
+
+GRID_ARM = ["optim.lookahead.k", "optim.lookahead.alpha"]
+
+
+def load_grid(results_dir: Path, artifact: str, metric: str, column: str | None = None) -> pd.DataFrame:
+    """A k/alpha grid: curves of `metric` (panel 'curve') and its table cells (panel 'table'),
+    only those of `column` if given."""
+    curves = read(results_dir, artifact, "curves.csv", [metric])
+    table = pd.read_csv(Path(results_dir) / artifact / "table.csv")
+    table = table if column is None else table[table["column"] == column]
+    return pd.concat([curves.assign(panel="curve"), table.assign(panel="table")], ignore_index=True)
+
+
+def grid_figure(summary: pd.DataFrame, metric: str, ylabel: str):
+    """(fig, ax_a, ax_b, table) of a k/alpha grid: panel (a) drawn, the curves of `metric` per
+    arm (mean over seeds); panel (b) left to the caller with the table cells."""
+    fig, (ax_a, ax_b) = _style.new_figure(2, "double")
+    curves, table = summary[summary["panel"] == "curve"], summary[summary["panel"] == "table"]
+    if curves.empty:
+        no_data(ax_a, metric)
+    else:
+        draw_arms(ax_a, curves, [c for c in GRID_ARM if c in curves], band=False, lw=0.9)
+        ax_a.set(yscale="log", xlabel="epoch", ylabel=ylabel, title="(a) " + ylabel)
+        ax_a.legend()
+    return fig, ax_a, ax_b, table
+
+
+def summarize_grid(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(seed means of the curves per (optimizer, k, alpha), the table cells once per label)."""
+    curves = df[df["panel"] == "curve"]
+    curves = seed_mean(curves, ["scale", "task", "dataset", "optim", *[c for c in GRID_ARM if c in curves]])
+    return curves.assign(panel="curve"), df[df["panel"] == "table"].drop_duplicates(["row", "column"])
+
+
 REPORT_METRICS = ("train_loss", "test_acc")
 
 

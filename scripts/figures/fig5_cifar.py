@@ -58,12 +58,7 @@ def plot(summary: pd.DataFrame) -> tuple[mpl.figure.Figure, np.ndarray]:
             cell = table[(table["task"] == task) & (table["optim"] == optim)]
             x = i * (len(OPTIMS) + 1) + j
             for _, c in cell.iterrows():
-                if c["n"] > 0:
-                    ax.errorbar(x, c["mean"], yerr=np.nan_to_num(c["ci95"]), fmt=_style.marker(optim),
-                                color=_style.color(optim), capsize=2)
-                if pd.notna(c["paper_value"]):
-                    ax.errorbar(x + 0.3, c["paper_value"], yerr=np.nan_to_num(c["paper_std"]), fmt="D",
-                                mfc="white", color=_style.color(optim), capsize=2, ms=3)
+                _trained.draw_cell(ax, x, c, optim, offset=0.3)
     ax.set_xticks([i * (len(OPTIMS) + 1) + 2 for i in range(len(tasks))], [_trained.task_name(t) for t in tasks])
     ax.set(ylabel="final test accuracy (%)", title="ours ● (95% CI) vs paper ◇ (± std)")
     axes[0].legend()
