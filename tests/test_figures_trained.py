@@ -33,6 +33,7 @@ SWEEPS = {
     "table3_ptb": ["seed=0,1"],                                          # 4 optims x 2
     "table5_k_alpha": ["seed=0,1"],                                      # 5 arms x 2
     "ptb_k_alpha": ["seed=0,1"],                                         # 5 arms x 2
+    "slow_bn_cifar": ["seed=0,1"],
     "fig7b_wmt": ["seed=0,1"],                                           # 4 arms x 2
     "fig8_inner_lr": ["optim.lr=0.1,0.3", "seed=0,1"],                   # 2 arms x 2 lr x 2
     "fig8_momentum": ["optim.momentum=0.9,0.98", "seed=0,1"],            # 2 arms x 2 momenta x 2
@@ -99,7 +100,7 @@ def test_the_fixture_has_every_outcome(results):
 
 def test_every_figure_module_imports_and_has_its_results_here(results):
     assert not BROKEN
-    assert len(MODULES) == 19  # figs 1-10 (8a, 8b, 7a, 7b), the PTB k/alpha grid and the six report_* figures
+    assert len(MODULES) == 20  # figs 1-10 (8a, 8b, 7a, 7b), the PTB k/alpha grid, slow-weight BN and six report_*
     missing = {m.ARTIFACT: f for m in MODULES for f in m.REQUIRES if not (results / f).exists()}
     assert not missing, f"no fixture for {missing}"
 
@@ -130,3 +131,13 @@ def test_provenance_names_the_dataset_not_also_the_task():
     runs = pd.DataFrame({"scale": ["cpu", "cpu"], "task": ["wmt14", "wmt14"], "dataset": ["multi30k", None]})
     assert _style.provenance(runs) == "scale: cpu | data: multi30k"
     assert _style.provenance(runs.drop(columns="dataset")) == "scale: cpu | data: wmt14"
+
+
+def test_the_slow_bn_table_reads_each_evaluation_at_each_point_of_the_run(results):
+    # The fakes score theta at loss 1.1 L, phi with kept statistics at L, recomputed at 0.95 L.
+    table = pd.read_csv(results / "slow_bn_cifar" / "table.csv").set_index(["row", "column"])["mean"]
+    for column in ("1/7 of the run", "4/7 of the run", "end"):
+        fast, kept, bn = (table[(row, column)] for row in (
+            "fast weights", "slow weights, BN statistics kept", "slow weights, BN re-estimated"))
+        assert fast < kept < bn
+    assert table[("slow weights, BN statistics kept", "1/7 of the run")] < table[("slow weights, BN statistics kept", "end")]

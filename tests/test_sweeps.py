@@ -51,6 +51,7 @@ EXPECTED = {
     "table3_ptb": 12,             # 4 optims x 3 seeds
     "table5_k_alpha": 25,         # 5 la (off + 4 (k, alpha)) x 5 seeds
     "ptb_k_alpha": 15,            # 5 la (off + 4 (k, alpha)) x 3 seeds
+    "slow_bn_cifar": 3,           # 3 seeds
 }
 
 

@@ -102,6 +102,18 @@ SPECS: Dict[str, TableSpec] = {
               for inner, label in (("sgd", "SGD"), ("adam", "Adam"))
               for k, a in ((None, None), (5, 0.5), (5, 0.8), (10, 0.5), (10, 0.8))
               for column, metric in (("validation", "final_val_ppl"), ("test", "final_test_ppl")))),
+    "slow_bn_cifar": TableSpec(
+        "Lookahead(SGD) test accuracy (%): fast weights, slow weights with and without BatchNorm "
+        "re-estimation", "%",
+        "Slow weights with the running statistics the fast weights accumulated (what public "
+        "implementations report) vs re-estimated for the slow weights on trainer.bn_batches "
+        "training batches. Columns: after 1/7 and 4/7 of the run, and at its end. The paper "
+        "does not report this comparison.",
+        tuple(Cell(label, column, {"optim": "lookahead_sgd"}, f"{metric}@{fraction}")
+              for label, metric in (("fast weights", "test_acc_fast"),
+                                    ("slow weights, BN statistics kept", "test_acc_slow"),
+                                    ("slow weights, BN re-estimated", "test_acc_slow_bn"))
+              for column, fraction in (("1/7 of the run", 1 / 7), ("4/7 of the run", 4 / 7), ("end", 1.0)))),
 }
 
 
