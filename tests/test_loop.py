@@ -122,9 +122,14 @@ def test_non_finite_loss_ends_the_run_as_diverged(tmp_path, monkeypatch):
     assert again["status"] == "diverged" and (tmp_path / "manifest.json").read_text() == before
 
 
-def test_bn_recompute_logs_both_variants(cifar_root, tmp_path):
-    m = train(_cifar(cifar_root, "lookahead_sgd", "trainer.slow_bn=both"), tmp_path)
+def test_bn_recompute_logs_both_variants_and_leaves_training_as_it_was(cifar_root, tmp_path):
+    m = train(_cifar(cifar_root, "lookahead_sgd", "trainer.slow_bn=both"), tmp_path / "both")
     assert {"test_acc_slow", "test_acc_slow_bn", "test_acc_fast"} <= set(m["final"])
+    # Re-estimation draws training batches and runs BatchNorm in train mode, under a forked RNG
+    # with the buffers put back: every other logged number equals the `keep` run's.
+    train(_cifar(cifar_root, "lookahead_sgd"), tmp_path / "keep")
+    both, keep = _rows(tmp_path / "both" / "metrics.csv"), _rows(tmp_path / "keep" / "metrics.csv")
+    assert [{k: v for k, v in r.items() if not k.endswith("_slow_bn")} for r in both] == keep
 
 
 def _run_py(*args: str, env=None) -> subprocess.CompletedProcess:
