@@ -37,7 +37,7 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     """Mean and std over seeds per series and epoch (panel 'curve'), and per run the gain
     test_acc_slow_bn - test_acc_slow at each epoch (panel 'gain', metric 'gain')."""
     curves = _trained.seed_mean(df, ["scale", "task", "dataset", "optim"]).assign(panel="curve")
-    wide = df.pivot_table(index=["run", "scale", "task", "dataset", "epoch"], columns="metric", values="value")
+    wide = df.pivot_table(index=["run", "epoch"], columns="metric", values="value")  # the title reads the curves
     gain = (wide["test_acc_slow_bn"] - wide["test_acc_slow"]) if {"test_acc_slow_bn", "test_acc_slow"} <= set(wide) \
         else pd.Series(dtype=float)
     gain = gain.dropna().rename("value").reset_index().assign(metric="gain", panel="gain")
