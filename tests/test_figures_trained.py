@@ -34,7 +34,7 @@ SWEEPS = {
     "table5_k_alpha": ["seed=0,1"],                                      # 5 arms x 2
     "ptb_k_alpha": ["seed=0,1"],                                         # 5 arms x 2
     "slow_bn_cifar": ["seed=0,1"],
-    "fig7b_wmt": ["seed=0,1"],                                           # 4 arms x 2
+    "fig7b_wmt": ["seed=0,1"],                                           # 5 arms x 2
     "fig8_inner_lr": ["optim.lr=0.1,0.3", "seed=0,1"],                   # 2 arms x 2 lr x 2
     "fig8_momentum": ["optim.momentum=0.9,0.98", "seed=0,1"],            # 2 arms x 2 momenta x 2
     "fig10_per_update": ["seed=0,1"],

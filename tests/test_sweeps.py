@@ -37,7 +37,7 @@ EXPECTED = {
     "fig10_per_update": 3,        # 3 seeds (experiment_scale follows scale: one value)
     "fig1_trajectory": 3,         # 3 seeds (experiment_scale follows scale: one value)
     "fig2_nqm": 180,              # 3 lr x 10 alpha x 2 momenta x 3 seeds
-    "fig7b_wmt": 12,              # 4 wmt_arm x 3 seeds
+    "fig7b_wmt": 15,              # 5 wmt_arm x 3 seeds
     "fig8_inner_lr": 18,          # 2 la (off, k5_a0.5) x 3 lr x 3 seeds
     "fig8_momentum": 18,          # 2 la x 3 momenta x 3 seeds
     "report_batch_k": 18,         # 2 tasks x 3 budget (k, batch) pairs x 3 seeds

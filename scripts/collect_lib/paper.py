@@ -48,7 +48,8 @@ CIFAR_OPTIMS = (("sgd", "SGD"), ("polyak_sgd", "Polyak"), ("adam", "Adam"), ("ad
                 ("lookahead_sgd", "Lookahead"))
 WMT_ARMS = (("adam_warmup", "Adam + warmup"), ("adafactor_warmup", "Adafactor + warmup"),
             ("lookahead_adam_warmup", "LA(Adam) + warmup"),
-            ("lookahead_adam_nowarmup", "LA(Adam), no warmup"))
+            ("lookahead_adam_nowarmup", "LA(Adam), no warmup"),
+            ("adam_nowarmup", "Adam, no warmup (control, not in the paper)"))
 PTB_OPTIMS = (("sgd", "SGD"), ("lookahead_sgd", "LA(SGD)"), ("adam", "Adam"), ("lookahead_adam", "LA(Adam)"))
 
 SPECS: Dict[str, TableSpec] = {

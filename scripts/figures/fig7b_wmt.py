@@ -22,7 +22,8 @@ REQUIRES = ["fig7b_wmt/curves.csv"]
 METRICS = {"train_loss": "train loss", "test_bleu": "test BLEU"}
 ARMS = {"adam_warmup": ("adam", "-", "Adam + warmup"), "adafactor_warmup": ("adafactor", "-", "Adafactor + warmup"),
         "lookahead_adam_warmup": ("lookahead_adam", "-", "Lookahead + Adam + warmup"),
-        "lookahead_adam_nowarmup": ("lookahead_adam", "--", "Lookahead + Adam, no warmup")}
+        "lookahead_adam_nowarmup": ("lookahead_adam", "--", "Lookahead + Adam, no warmup"),
+        "adam_nowarmup": ("adam", "--", "Adam, no warmup (control)")}
 
 
 def load(results_dir: Path) -> pd.DataFrame:
