@@ -130,3 +130,27 @@ def test_lookahead_switched_off_is_labelled_by_its_inner_optimizer():
     off = [job for job in jobs if "la=disabled" in job]
     cfg, _ = _member(off[0])
     assert len(off) == 5 and cfg.optim.name == "sgd" and cfg.optim.lookahead is None
+
+
+ABLATIONS = {"fig8_inner_lr", "fig8_momentum", "table5_k_alpha", "ptb_k_alpha", "report_k_alpha",
+             "report_lr001", "report_fast_decay", "report_inner_ablation", "report_radam",
+             "report_batch_k"}
+
+
+def _epochs(name: str, scale: str, *extra: str) -> int:
+    jobs, _ = sweep_jobs(_args(name, scale, *extra))
+    return _member(jobs[0])[0].trainer.epochs
+
+
+def test_ablation_grids_are_shorter_only_at_cpu_scale():
+    # conf/experiment_scale/ablation_<scale>.yaml: the ablation grids run 3 epochs at cpu scale;
+    # the headline tables keep the task's cpu length, and at paper scale nothing is shortened.
+    uses = {n for n in EXPERIMENTS
+            if "ablation_${scale}" in (Path(CONF_DIR) / "experiment" / f"{n}.yaml").read_text()}
+    assert uses == ABLATIONS
+    for name in sorted(ABLATIONS):
+        assert _epochs(name, "cpu", "task=cifar10" if name != "ptb_k_alpha" else "seed=0") == 3, name
+    assert _epochs("table1_cifar", "cpu", "task=cifar10") == 7
+    assert _epochs("table3_ptb", "cpu") == 6
+    assert _epochs("fig8_inner_lr", "paper") == _epochs("table1_cifar", "paper", "task=cifar10")
+    assert _epochs("ptb_k_alpha", "paper") == _epochs("table3_ptb", "paper")
