@@ -154,3 +154,13 @@ def test_ablation_grids_are_shorter_only_at_cpu_scale():
     assert _epochs("table3_ptb", "cpu") == 6
     assert _epochs("fig8_inner_lr", "paper") == _epochs("table1_cifar", "paper", "task=cifar10")
     assert _epochs("ptb_k_alpha", "paper") == _epochs("table3_ptb", "paper")
+
+
+@pytest.mark.parametrize("name, fraction", [("fig10_per_update", 65 / 200), ("fig1_trajectory", 100 / 200)])
+@pytest.mark.parametrize("scale", ["paper", "cpu"])
+def test_per_update_window_sits_where_the_paper_put_it(name, fraction, scale):
+    # Fig. 10 watches updates from epoch 65 of 200, Fig. 1 from epoch 100 of 200: at every scale
+    # the window starts at the same fraction of the run, whatever the run's length there.
+    jobs, _ = sweep_jobs(_args(name, scale))
+    trainer = _member(jobs[0])[0].trainer
+    assert trainer.per_update.start_epoch / trainer.epochs == pytest.approx(fraction)
