@@ -10,7 +10,7 @@ SCALE   ?= cpu
 ARGS    ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install quickstart test test-all smoke collect figures bench bench-lookahead bench-loop nqm-theory clean
+.PHONY: help install quickstart test test-all smoke collect plan figures bench bench-lookahead bench-loop nqm-theory clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-22s\033[0m %s\n", $$1, $$2}'
@@ -38,8 +38,12 @@ sweep-%: ## run a paper artifact's sweep, e.g. `make sweep-table1_cifar SCALE=cp
 	$(PYTHON) run.py -m +experiment=$* scale=$(SCALE) trainer.threads=$(THREADS) trainer.progress=false \
 	  $(if $(filter-out 1,$(strip $(JOBS))),hydra/launcher=joblib hydra.launcher.n_jobs=$(strip $(JOBS))) $(ARGS)
 
-collect: ## turn run directories into tidy tables under results/<artifact>/
+collect: ## turn run directories into tidy tables under results/<artifact>/, then refresh the plan
 	$(PYTHON) scripts/collect.py
+	$(PYTHON) scripts/plan.py
+
+plan: ## what is left of the cpu-scale plan and its cost, from the committed results -> results/plan.md
+	$(PYTHON) scripts/plan.py
 
 figures: ## regenerate every figure, and the tables in results/README.md, from the committed results
 	$(PYTHON) scripts/make_figures.py

@@ -9,7 +9,7 @@ from typing import Iterable
 import pytest
 import torch
 
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+from experiments.sweep import CONF_DIR, compose  # noqa: F401  (re-exported for the tests)
 
 
 @pytest.fixture(autouse=True)
@@ -22,20 +22,6 @@ def _offline(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", guard)
     monkeypatch.setenv("WANDB_MODE", "disabled")
     torch.set_num_threads(1)
-
-
-def compose(overrides: Iterable[str]):
-    """Compose ``conf/`` exactly as run.py does, with the given command-line overrides."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from experiments.config import register_configs
-
-    register_configs()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=list(overrides))
 
 
 def train(overrides: Iterable[str], run_dir: Path):

@@ -1,7 +1,7 @@
 """Fake run directories in the real run-record format, for collect and the figures.
 
 A fake sweep is the real one: its jobs come from the experiment file through Hydra's sweeper
-(``hydra_sweep.sweep_jobs``, command-line values narrowing the grid), each job's config is the
+(``experiments.sweep.sweep_jobs``, command-line values narrowing the grid), each job's config is the
 composed, resolved config, and its directory is Hydra's ``override_dirname``. Only the numbers
 are made up: ``metrics.csv`` is written by the loop's own writer (``MetricsLog``) with the
 columns the loop logs for that task and optimizer (train_loss every 2 steps; an evaluation row
@@ -21,7 +21,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.records import Manifest, MetricsLog
-from hydra_sweep import compose, run_dirname, sweep_jobs
+from experiments.sweep import compose, run_dirname, sweep_jobs
 
 STEPS_PER_EPOCH, EPOCHS, LOG_EVERY = 4, 3, 2
 # task name -> (metrics an evaluation returns, target metric, higher is better)

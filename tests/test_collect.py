@@ -24,7 +24,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from scripts import collect as collect_cli
-from hydra_sweep import compose
+from experiments.sweep import compose
 from scripts.collect_lib import collect
 
 DATA = Path(__file__).resolve().parent / "data" / "mini_sweep"

@@ -4,7 +4,7 @@ Pinned, for every ``conf/experiment/*.yaml`` at ``scale=cpu`` (what `make sweep-
 runs by default) and ``scale=smoke``:
 
 - the number of jobs Hydra's basic sweeper makes from ``hydra.sweeper.params`` (expanded by
-  Hydra's own parser, see ``hydra_sweep.py``) equals the count worked out by hand from the
+  Hydra's own parser, see ``experiments/sweep.py``) equals the count worked out by hand from the
   grid in ``EXPECTED``, and the "= N runs" the file's comment states;
 - every job gets its own run directory (two jobs sharing one would make the second skip as
   "already completed");
@@ -26,7 +26,7 @@ from omegaconf import OmegaConf, open_dict
 
 from conftest import CONF_DIR
 from experiments.config import Config
-from hydra_sweep import compose, run_dirname, sweep_jobs
+from experiments.sweep import compose, run_dirname, sweep_jobs
 
 EXPERIMENTS = sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("*.yaml"))
 # What `make sweep-<artifact>` adds to the command line besides the scale.

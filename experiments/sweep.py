@@ -11,15 +11,17 @@ Run directory names come from Hydra's ``get_overrides_dirname`` with the config'
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import List, Sequence, Tuple
 
 from omegaconf import DictConfig
 
-from conftest import CONF_DIR
+# The config tree run.py composes (`@hydra.main(config_path="conf")`).
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 
 
 def compose(overrides: Sequence[str], hydra: bool = False, multirun: bool = False) -> DictConfig:
-    """conftest.compose, optionally with the ``hydra`` node (sweeper, run-directory settings);
+    """The config run.py would compose, optionally with the ``hydra`` node (sweeper, run-directory settings);
     ``multirun``: compose the sweep's master config as ``run.py -m`` does (sweep values allowed)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir

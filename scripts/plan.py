@@ -1,0 +1,197 @@
+"""What is left of the cpu-scale reproduction, and what it will cost, from the committed results.
+
+    python scripts/plan.py [--results results]        (make plan; writes results/plan.md)
+
+For each artifact of the cpu-scale plan (``PLAN``), the sweep is expanded exactly as
+``make sweep-<artifact> SCALE=cpu ARGS=...`` expands it (``experiments.sweep``: Hydra's own
+sweeper and run-directory names), and its members are matched by run name against
+``results/<artifact>/runs.csv``: a member whose status is ``completed`` or ``diverged`` is done
+(both are results; a relaunch skips them), every other member is left.
+
+Cost of a member left, in hours of one core (members run with one thread, two side by side):
+
+- the median wall-clock (manifest ``end_time - start_time``) of the artifact's own committed
+  one-thread runs that completed without being resumed, when there are any; else
+- the member's epochs times the median wall-clock per epoch of every such run of the same task
+  and model (any artifact); else unknown.
+
+The estimate inherits what those runs had: evaluations every epoch, a second job beside them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from experiments.sweep import compose, run_dirname, sweep_jobs  # noqa: E402
+
+# The cpu-scale plan: artifact -> the ARGS its sweep runs with. CIFAR artifacts run on CIFAR-10
+# only (CIFAR-100 is not among the offline datasets); table2_imagenet is not in it (ImageNet
+# needs a GPU cluster; the small ImageNet-style trees serve the smoke tests only).
+PLAN: Dict[str, List[str]] = {
+    "table1_cifar": ["task=cifar10"],
+    "table3_ptb": [],
+    "fig7b_wmt": [],
+    "fig2_nqm": [],
+    "table5_k_alpha": ["task=cifar10"],
+    "ptb_k_alpha": [],
+    "fig8_inner_lr": [],
+    "fig8_momentum": [],
+    "report_radam": ["task=cifar10"],
+    "report_k_alpha": ["task=cifar10"],
+    "report_lr001": ["task=cifar10"],
+    "report_fast_decay": ["task=cifar10"],
+    "report_inner_ablation": ["task=cifar10"],
+    "report_batch_k": ["task=cifar10"],
+    "fig10_per_update": [],
+    "fig1_trajectory": [],
+    "slow_bn_cifar": [],
+}
+SCALE = "cpu"
+# What `make sweep-<artifact>` adds besides the scale (Makefile, JOBS=2).
+MAKE_ARGS = ["trainer.threads=1", "trainer.progress=false"]
+DONE = {"completed", "diverged"}
+
+
+@dataclass
+class Row:
+    artifact: str
+    args: List[str]
+    planned: int
+    done: int
+    hours_per_run: Optional[float]
+    basis: str
+
+    @property
+    def left(self) -> int:
+        return self.planned - self.done
+
+    @property
+    def core_hours(self) -> Optional[float]:
+        return None if self.hours_per_run is None else self.left * self.hours_per_run
+
+
+def _manifests(results: Path) -> List[dict]:
+    """Committed manifests of one-thread runs that completed in one go (a diverged run stopped
+    early and a resumed one paused: neither says what a run costs)."""
+    out = []
+    for path in sorted(results.glob("*/manifests/*.json")):
+        m = json.loads(path.read_text())
+        if (m.get("status") == "completed" and m.get("threads") == 1 and not m.get("resumed")
+                and m.get("start_time") and m.get("end_time")):
+            out.append(m)
+    return out
+
+
+def _wall_h(m: dict) -> float:
+    return (m["end_time"] - m["start_time"]) / 3600.0
+
+
+def _key(cfg: dict) -> Tuple[str, str]:
+    return str(cfg["task"]["name"]), str(cfg["task"].get("model"))
+
+
+def per_epoch_rates(manifests: Sequence[dict]) -> Dict[Tuple[str, str], Tuple[float, int]]:
+    """(task, model) -> (median wall-clock hours per epoch, number of runs)."""
+    samples: Dict[Tuple[str, str], List[float]] = {}
+    for m in manifests:
+        epochs = m["config"]["trainer"].get("epochs")
+        if epochs:
+            samples.setdefault(_key(m["config"]), []).append(_wall_h(m) / epochs)
+    return {k: (statistics.median(v), len(v)) for k, v in samples.items()}
+
+
+def _done_runs(results: Path, artifact: str) -> set:
+    path = results / artifact / "runs.csv"
+    if not path.is_file():
+        return set()
+    runs = pd.read_csv(path)
+    return set(runs.loc[runs["status"].isin(DONE), "run"])
+
+
+def plan_row(artifact: str, args: List[str], results: Path, manifests: Sequence[dict],
+             rates: Dict[Tuple[str, str], Tuple[float, int]]) -> Row:
+    sweep_args = [f"+experiment={artifact}", f"scale={SCALE}", *MAKE_ARGS, *args]
+    jobs, master = sweep_jobs(sweep_args)
+    names = [run_dirname(job, master) for job in jobs]
+    done = len(set(names) & _done_runs(results, artifact))
+    own = [_wall_h(m) for m in manifests if m["config"].get("experiment_name") == artifact]
+    if own:
+        return Row(artifact, args, len(jobs), done, statistics.median(own), f"its own runs (n={len(own)})")
+    cfg = compose(jobs[0])
+    epochs = cfg.trainer.get("epochs")
+    key = (str(cfg.task.name), str(cfg.task.get("model")))
+    if epochs and key in rates:
+        rate, n = rates[key]
+        return Row(artifact, args, len(jobs), done, rate * epochs, f"{epochs:g} epochs at the {_name(key)} rate")
+    return Row(artifact, args, len(jobs), done, None, "no comparable run yet")
+
+
+def _name(key: Tuple[str, str]) -> str:
+    task, model = key
+    return task if model == "None" else f"{task}/{model}"
+
+
+def _fmt(x: Optional[float], digits: int = 1) -> str:
+    return "?" if x is None else f"{x:.{digits}f}"
+
+
+def render(rows: Sequence[Row], rates: Dict[Tuple[str, str], Tuple[float, int]]) -> str:
+    lines = [
+        "# What is left of the cpu-scale plan",
+        "",
+        "Written by `make plan` (scripts/plan.py) from the sweep files and the committed results: "
+        "a member is done when results/<artifact>/runs.csv holds it as completed or diverged. "
+        "Hours are hours of one core (one thread per run, two runs side by side), estimated from "
+        "the committed manifests.",
+        "",
+        "| artifact | command (skips what is done) | runs | done | left | min per run | core-hours left |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        args = f' ARGS="{" ".join(r.args)}"' if r.args else ""
+        cmd = f"`make sweep-{r.artifact} SCALE={SCALE} JOBS=2{args}`"
+        lines.append(f"| {r.artifact} | {cmd} | {r.planned} | {r.done} | {r.left} | "
+                     f"{_fmt(None if r.hours_per_run is None else 60 * r.hours_per_run)} ({r.basis}) | "
+                     f"{_fmt(r.core_hours)} |")
+    left = sum(r.left for r in rows)
+    known = [r.core_hours for r in rows if r.core_hours is not None]
+    unknown = [r.artifact for r in rows if r.core_hours is None and r.left]
+    total = sum(known)
+    lines += ["", f"Left: {left} runs, {total:.1f} core-hours"
+              + (f" plus the unestimated {', '.join(unknown)}" if unknown else "")
+              + f", about {total / 2:.1f} hours with two runs at a time."]
+    if rates:
+        lines += ["", "Wall-clock per epoch (median of committed one-thread runs): "
+                  + "; ".join(f"{_name(k)} {60 * h:.1f} min (n={n})" for k, (h, n) in sorted(rates.items()))
+                  + "."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--results", type=Path, default=ROOT / "results")
+    args = parser.parse_args(argv)
+    manifests = _manifests(args.results)
+    rates = per_epoch_rates(manifests)
+    rows = [plan_row(a, extra, args.results, manifests, rates) for a, extra in PLAN.items()]
+    out = args.results / "plan.md"
+    tmp = out.with_suffix(".md.tmp")
+    tmp.write_text(render(rows, rates))
+    tmp.replace(out)  # atomic: never a half-written plan
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
