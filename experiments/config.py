@@ -141,7 +141,7 @@ class TrainerConfig:
     grad_clip: float = 0.0
     device: str = "auto"
     precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
-    channels_last: bool = True  # applied on CUDA only
+    channels_last: bool = True  # conv nets: NHWC on CUDA and CPU (tasks.base.image_layout)
     compile: bool = False
     threads: int = 0  # 0: use every core
     deterministic: bool = True

@@ -85,6 +85,32 @@ def test_every_optimizer_trains_on_fake_cifar(optim, cifar_root, tmp_path):
         assert "test_acc_avg" in m["final"]
 
 
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_layout_is_applied_on_cpu_recorded_and_changes_only_rounding(channels_last, cifar_root):
+    from omegaconf import OmegaConf
+
+    from conftest import compose
+    from experiments.tasks import build_task
+
+    def task(flag):
+        torch.manual_seed(0)
+        cfg = compose(["task=cifar10", "scale=smoke", f"data.root={cifar_root}", f"trainer.channels_last={flag}"])
+        return build_task(OmegaConf.to_object(cfg), torch.device("cpu"))
+
+    t, reference = task(channels_last), task(False)
+    name = "channels_last" if channels_last else "contiguous"
+    assert t.info["memory_format"] == name  # what the manifest's task_info records
+    x, _ = next(t.train_batches(0, 0))
+    conv = next(m for m in t.model.modules() if isinstance(m, torch.nn.Conv2d))
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    assert x.is_contiguous(memory_format=fmt) and conv.weight.is_contiguous(memory_format=fmt)
+    # Same weights, same batch: the outputs agree to float rounding whatever the layout.
+    t.model.eval(), reference.model.eval()
+    x_ref, _ = next(reference.train_batches(0, 0))
+    assert torch.equal(x.contiguous(), x_ref)
+    torch.testing.assert_close(t.model(x), reference.model(x_ref), rtol=1e-4, atol=1e-5)
+
+
 def test_prepare_cifar_checks_md5_then_unpacks(tmp_path, monkeypatch):
     import tarfile
 

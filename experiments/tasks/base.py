@@ -59,6 +59,20 @@ class Task:
     info: Dict[str, Any] = field(default_factory=dict)
 
 
+def image_layout(model: nn.Module, channels_last: bool) -> Tuple[nn.Module, Callable[[torch.Tensor], torch.Tensor], str]:
+    """Lay a conv net and its input batches out as NHWC (``channels_last``) or NCHW.
+
+    Returns the model (moved in place), the function that lays out an input batch, and the
+    layout's name, which the manifest records (``task_info.memory_format``): the two layouts
+    run different kernels, equal up to float rounding. NHWC is the faster one on CUDA (tensor
+    cores) and on CPU (oneDNN; see results/bench/loop_cpu.md).
+    """
+    if not channels_last:
+        return model, (lambda x: x), "contiguous"
+    return (model.to(memory_format=torch.channels_last),
+            (lambda x: x.contiguous(memory_format=torch.channels_last)), "channels_last")
+
+
 def batch_generator(seed: int, *keys: int) -> torch.Generator:
     """A CPU generator seeded from the run seed and position keys (epoch, batch index, ...).
 

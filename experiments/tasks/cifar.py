@@ -23,7 +23,7 @@ from experiments import distributed
 from experiments.config import Config
 from experiments.data.cifar import augment, load_cifar
 from experiments.models.resnet_cifar import build as build_model
-from experiments.tasks.base import Task, batch_generator
+from experiments.tasks.base import Task, batch_generator, image_layout
 
 
 def build(cfg: Config, device: torch.device) -> Task:
@@ -33,17 +33,15 @@ def build(cfg: Config, device: torch.device) -> Task:
     test_x, test_y = data.test_x[: t.limit_test or None], data.test_y[: t.limit_test or None]
     mean, std = (s.to(device)[None, :, None, None] for s in data.channel_stats())
     train_x, train_y, test_x, test_y = (a.to(device) for a in (train_x, train_y, test_x, test_y))
-    model = build_model(t.model, t.num_classes, t.width).to(device)
-    channels_last = device.type == "cuda" and cfg.trainer.channels_last
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model, layout, memory_format = image_layout(build_model(t.model, t.num_classes, t.width).to(device),
+                                                cfg.trainer.channels_last)
     n = len(train_x)
     steps = math.ceil(n / bs)
 
     def prepare(x: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
         x = augment(x, g) if g is not None and t.augment else x
         x = (x.float().div_(255) - mean) / std
-        return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+        return layout(x)
 
     def train_batches(epoch: int, start: int) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
         order = torch.randperm(n, generator=batch_generator(cfg.seed, epoch)).to(device)
@@ -79,4 +77,5 @@ def build(cfg: Config, device: torch.device) -> Task:
         model=model, steps_per_epoch=steps, train_batches=train_batches, loss=loss,
         evaluate=evaluate_on, target_metric="test_acc", bn_batches=bn_batches, examples_per_batch=bs,
         per_update_evaluate=(lambda m: evaluate_on(m, per_update.max_batches)) if per_update else None,
+        info={"memory_format": memory_format},
     )

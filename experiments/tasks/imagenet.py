@@ -22,7 +22,7 @@ from torch import nn
 from experiments import distributed
 from experiments.config import Config
 from experiments.data.imagenet import MEAN, STD, EpochBatches, eval_batches, load_imagenet, loader
-from experiments.tasks.base import Task
+from experiments.tasks.base import Task, image_layout
 
 
 def build(cfg: Config, device: torch.device) -> Task:
@@ -33,10 +33,9 @@ def build(cfg: Config, device: torch.device) -> Task:
                          t.num_classes)
     if t.model not in torchvision.models.list_models(module=torchvision.models):
         raise ValueError(f"Unknown task.model: {t.model!r}; use a torchvision model name such as resnet50 or resnet152")
-    model = torchvision.models.get_model(t.model, weights=None, num_classes=t.num_classes).to(device)
-    channels_last = device.type == "cuda" and cfg.trainer.channels_last
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model, layout, memory_format = image_layout(
+        torchvision.models.get_model(t.model, weights=None, num_classes=t.num_classes).to(device),
+        cfg.trainer.channels_last)
     mean, std = (torch.tensor(v, device=device).mul(255)[None, :, None, None] for v in (MEAN, STD))
     train = EpochBatches(len(data.train), bs, cfg.seed)
     if train.steps == 0:
@@ -47,7 +46,7 @@ def build(cfg: Config, device: torch.device) -> Task:
 
     def prepare(x: torch.Tensor) -> torch.Tensor:
         x = (x.to(device, non_blocking=True).float() - mean) / std  # uint8 -> ToTensor + Normalize
-        return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+        return layout(x)
 
     def train_batches(epoch: int, start: int) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
         train.epoch, train.start = epoch, start
@@ -78,5 +77,6 @@ def build(cfg: Config, device: torch.device) -> Task:
         model=model, steps_per_epoch=train.steps, train_batches=train_batches, loss=loss, evaluate=evaluate_on,
         target_metric="val_acc1", bn_batches=bn_batches, examples_per_batch=bs,
         per_update_evaluate=(lambda m: evaluate_on(m, per_update.max_batches)) if per_update else None,
-        info={"classes": len(data.classes), "train_images": len(data.train), "val_images": len(data.val)},
+        info={"classes": len(data.classes), "train_images": len(data.train), "val_images": len(data.val),
+              "memory_format": memory_format},
     )

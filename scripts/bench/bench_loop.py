@@ -4,7 +4,9 @@
 normalization, scheduler, loss bookkeeping, Lookahead) for ``--steps`` steps and reads the
 loop's own training clock (``time_s``, evaluation excluded). "Bare" runs forward, backward and
 an inner-optimizer step on one fixed in-memory batch: the limit a loop can approach. Both use
-the same model, batch size and thread count; repetitions are interleaved and medians reported.
+the same model, batch size, thread count and memory layout (``trainer.channels_last``, NHWC by
+default); a third row times the bare step in the NCHW layout, the price of turning it off.
+Repetitions are interleaved and medians reported.
 
     python scripts/bench/bench_loop.py --data-root data/cifar10 [--device cuda] [--steps 40]
 
@@ -31,7 +33,7 @@ from experiments.train import fit
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def compose(args: argparse.Namespace, steps: int, optim: str):
+def compose(args: argparse.Namespace, steps: int, optim: str, channels_last: bool = True):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
@@ -41,7 +43,7 @@ def compose(args: argparse.Namespace, steps: int, optim: str):
     overrides = [f"task={args.task}", f"optim={optim}", f"scale={args.scale}", f"data.root={args.data_root}",
                  f"trainer.max_steps={steps + 2}", "trainer.log_every=2", "trainer.eval_every=1000",
                  "trainer.progress=false", f"trainer.threads={args.threads}", f"trainer.device={args.device}",
-                 f"data.batch_size={args.batch_size}"]
+                 f"data.batch_size={args.batch_size}", f"trainer.channels_last={channels_last}"]
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         return OmegaConf.to_object(hydra_compose(config_name="config", overrides=overrides))
 
@@ -90,26 +92,30 @@ def main() -> None:
     p.add_argument("--out", default=str(ROOT / "results" / "bench"))
     args = p.parse_args()
     cfg = compose(args, args.steps, args.optim)
+    nchw = compose(args, args.steps, args.optim, channels_last=False)
     device = runtime.select_device(cfg.trainer)
     threads = runtime.configure(cfg.trainer, 0, device)
-    suite, bare = [], []
-    for _ in range(args.reps):  # interleaved so drifts in machine load hit both alike
+    suite, bare, bare_nchw = [], [], []
+    for _ in range(args.reps):  # interleaved so drifts in machine load hit all alike
         suite.append(suite_step_time(cfg, device))
         bare.append(bare_step_time(cfg, device, args.steps))
-    s, b = statistics.median(suite), statistics.median(bare)
+        bare_nchw.append(bare_step_time(nchw, device, args.steps))
+    s, b, b_nchw = statistics.median(suite), statistics.median(bare), statistics.median(bare_nchw)
     desc = runtime.device_description(device, threads)
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     name = f"loop_{device.type}"
-    rows = [("suite (fit, %s)" % args.optim, s), ("bare fwd/bwd/step, same optimizer, one fixed batch", b)]
+    rows = [("suite (fit, %s)" % args.optim, s), ("bare fwd/bwd/step, same optimizer, one fixed batch", b),
+            ("bare, NCHW layout (trainer.channels_last=false)", b_nchw)]
     (out / f"{name}.csv").write_text("variant,median_step_s,steps_per_s,images_per_s,reps,steps\n" + "".join(
         f"{v},{t:.6f},{1 / t:.3f},{args.batch_size / t:.1f},{args.reps},{args.steps}\n" for v, t in rows))
     md = [f"# Training-loop overhead ({args.task}, {cfg.task.model}, batch {args.batch_size})", "",
           f"Machine: {desc}; torch {torch.__version__}; {stamp}; median of {args.reps} interleaved "
           f"repetitions of {args.steps} steps.", "", "| variant | step (ms) | steps/s | images/s |", "|---|---|---|---|"]
     md += [f"| {v} | {t * 1e3:.1f} | {1 / t:.2f} | {args.batch_size / t:.0f} |" for v, t in rows]
-    md += ["", f"Suite speed / bare speed: **{b / s:.3f}** (target >= 0.95)."]
+    md += ["", f"Suite speed / bare speed: **{b / s:.3f}** (target >= 0.95). "
+           f"NHWC / NCHW bare speed: {b_nchw / b:.2f}x."]
     (out / f"{name}.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 
