@@ -11,7 +11,8 @@ sweeper and run-directory names), and its members are matched by run name agains
 Cost of a member left, in hours of one core (members run with one thread, two side by side):
 
 - the median wall-clock (manifest ``end_time - start_time``) of the artifact's own committed
-  one-thread runs that completed without being resumed, when there are any; else
+  one-thread runs that completed without being resumed (in the current memory layout, for
+  conv nets), when there are any; else
 - the member's epochs times the median wall-clock per epoch of every such run of the same task
   and model (any artifact); else unknown.
 
@@ -83,14 +84,21 @@ class Row:
 
 def _manifests(results: Path) -> List[dict]:
     """Committed manifests of one-thread runs that completed in one go (a diverged run stopped
-    early and a resumed one paused: neither says what a run costs)."""
+    early and a resumed one paused: neither says what a run costs).
+
+    Runs of a conv-net task from before the layout was recorded (NCHW on CPU, no
+    ``task_info.memory_format``) are dropped once runs of that task in the recorded layout
+    exist: new runs use the faster layout, so only those say what a new run costs.
+    """
     out = []
     for path in sorted(results.glob("*/manifests/*.json")):
         m = json.loads(path.read_text())
         if (m.get("status") == "completed" and m.get("threads") == 1 and not m.get("resumed")
                 and m.get("start_time") and m.get("end_time")):
             out.append(m)
-    return out
+    laid_out = {m["config"]["task"]["name"] for m in out if "memory_format" in (m.get("task_info") or {})}
+    return [m for m in out
+            if m["config"]["task"]["name"] not in laid_out or "memory_format" in (m.get("task_info") or {})]
 
 
 def _wall_h(m: dict) -> float:

@@ -19,10 +19,11 @@ PTB = "table3_ptb"
 
 
 def _manifest(results: Path, artifact: str, run: str, status: str, wall_s: float, epochs: int = 6,
-              threads: int = 1, resumed: bool = False) -> None:
-    config = {"experiment_name": artifact, "trainer": {"epochs": epochs}, "task": {"name": "ptb", "model": "lstm"}}
+              threads: int = 1, resumed: bool = False, task: str = "ptb", model: str = "lstm",
+              task_info: dict | None = None) -> None:
+    config = {"experiment_name": artifact, "trainer": {"epochs": epochs}, "task": {"name": task, "model": model}}
     m = {"status": status, "threads": threads, "resumed": resumed, "start_time": 1000.0,
-         "end_time": 1000.0 + wall_s, "config": config}
+         "end_time": 1000.0 + wall_s, "config": config, "task_info": task_info or {}}
     folder = results / artifact / "manifests"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{run}.json").write_text(json.dumps(m))
@@ -79,3 +80,13 @@ def test_main_writes_the_plan_for_every_artifact(results):
     for artifact, args in plan.PLAN.items():
         assert f"| {artifact} | `make sweep-{artifact} SCALE=cpu JOBS=2" in text
     assert "| table3_ptb | `make sweep-table3_ptb SCALE=cpu JOBS=2` | 12 | 4 | 8 |" in text
+
+
+def test_conv_runs_in_the_old_layout_stop_counting_once_the_recorded_layout_has_runs(tmp_path):
+    cifar = dict(task="cifar10", model="resnet20", epochs=7)
+    _manifest(tmp_path, "table1_cifar", "a", "completed", 7 * 270, **cifar)  # NCHW, before the layout was recorded
+    manifests = plan._manifests(tmp_path)
+    assert plan.per_epoch_rates(manifests)[("cifar10", "resnet20")] == (pytest.approx(270 / 3600), 1)
+    _manifest(tmp_path, "table1_cifar", "b", "completed", 7 * 200, task_info={"memory_format": "channels_last"}, **cifar)
+    manifests = plan._manifests(tmp_path)
+    assert plan.per_epoch_rates(manifests)[("cifar10", "resnet20")] == (pytest.approx(200 / 3600), 1)
