@@ -18,6 +18,8 @@ from omegaconf import DictConfig
 
 # The config tree run.py composes (`@hydra.main(config_path="conf")`).
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+# What `make sweep-<artifact> JOBS=2` adds to the command line besides the scale (Makefile).
+MAKE_ARGS = ["trainer.threads=1", "trainer.progress=false"]
 
 
 def compose(overrides: Sequence[str], hydra: bool = False, multirun: bool = False) -> DictConfig:

@@ -34,7 +34,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from experiments.sweep import compose, run_dirname, sweep_jobs  # noqa: E402
+from experiments.sweep import MAKE_ARGS, compose, run_dirname, sweep_jobs  # noqa: E402
 
 # The cpu-scale plan: artifact -> the ARGS its sweep runs with. CIFAR artifacts run on CIFAR-10
 # only (CIFAR-100 is not among the offline datasets); table2_imagenet is not in it (ImageNet
@@ -59,8 +59,6 @@ PLAN: Dict[str, List[str]] = {
     "slow_bn_cifar": [],
 }
 SCALE = "cpu"
-# What `make sweep-<artifact>` adds besides the scale (Makefile, JOBS=2).
-MAKE_ARGS = ["trainer.threads=1", "trainer.progress=false"]
 DONE = {"completed", "diverged"}
 
 

@@ -26,11 +26,9 @@ from omegaconf import OmegaConf, open_dict
 
 from conftest import CONF_DIR
 from experiments.config import Config
-from experiments.sweep import compose, run_dirname, sweep_jobs
+from experiments.sweep import MAKE_ARGS, compose, run_dirname, sweep_jobs
 
 EXPERIMENTS = sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("*.yaml"))
-# What `make sweep-<artifact>` adds to the command line besides the scale.
-MAKE_ARGS = ["trainer.threads=1", "trainer.progress=false"]
 
 # Jobs per sweep, by hand from each file's hydra.sweeper.params.
 EXPECTED = {

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from experiments import runtime
+from experiments import runtime, sweep
 from experiments.optim import build_optimizer
 from experiments.tasks import build_task
 from experiments.train import fit
@@ -34,18 +34,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def compose(args: argparse.Namespace, steps: int, optim: str, channels_last: bool = True):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    from experiments.config import register_configs
-
-    register_configs()
     overrides = [f"task={args.task}", f"optim={optim}", f"scale={args.scale}", f"data.root={args.data_root}",
                  f"trainer.max_steps={steps + 2}", "trainer.log_every=2", "trainer.eval_every=1000",
                  "trainer.progress=false", f"trainer.threads={args.threads}", f"trainer.device={args.device}",
                  f"data.batch_size={args.batch_size}", f"trainer.channels_last={channels_last}"]
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return OmegaConf.to_object(hydra_compose(config_name="config", overrides=overrides))
+    return OmegaConf.to_object(sweep.compose(overrides))
 
 
 def suite_step_time(cfg, device: torch.device) -> float:
