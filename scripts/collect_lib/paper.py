@@ -86,7 +86,7 @@ SPECS: Dict[str, TableSpec] = {
             Cell(label, "test BLEU", {"wmt_arm": arm}, "final_test_bleu"),
             Cell(label, "test perplexity", {"wmt_arm": arm}, "final_test_ppl")))),
     "table5_k_alpha": TableSpec(
-        "Table 5: CIFAR-100 final test accuracy (%) of Lookahead(SGD) over k and alpha", "%",
+        "Table 5: final test accuracy (%) of Lookahead(SGD) over k and alpha (paper: CIFAR-100)", "%",
         "Baseline: the inner SGD with Lookahead off (conf/la/disabled.yaml); the paper's "
         "77.72% (Fig. 9 caption) used SGD settings it does not state.",
         tuple([Cell(f"k = {k}", f"alpha = {a}",

@@ -38,5 +38,5 @@ def plot(summary: pd.DataFrame) -> tuple[mpl.figure.Figure, np.ndarray]:
     labels = [f"{r}, {c}" if c != "baseline" else r for r, c in zip(table["row"], table["column"])]
     optims = ["sgd" if c == "baseline" else "lookahead_sgd" for c in table["column"]]
     _trained.draw_cells(ax_b, table, labels, optims, "final test accuracy (%)")
-    _style.title(fig, "Fig. 9 / Table 5: CIFAR-100, Lookahead(SGD) over k and α", summary)
+    _style.title(fig, "Fig. 9 / Table 5 (paper: CIFAR-100): Lookahead(SGD) over k and α", summary)
     return fig, np.array([ax_a, ax_b])
