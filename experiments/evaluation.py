@@ -16,6 +16,11 @@ evaluated with:
 - ``both``: report ``keep`` as ``_slow`` and log the recomputed variant as ``_slow_bn``, so a
   run measures the difference.
 
+The per-update evaluations of a ``trainer.per_update`` window (Fig. 10) follow the same setting:
+between syncs phi does not move, so with ``keep`` its per-update score moves only with the
+statistics the fast weights' steps update, and ``both`` shows phi's own score beside it. Each
+re-estimation costs ``trainer.bn_batches`` forward passes, once per update in the window.
+
 Evaluation runs under a forked RNG so it never changes the training trajectory.
 """
 
@@ -78,7 +83,7 @@ def evaluate(task: Task, opt: Optimizers, cfg: TrainerConfig, per_update: bool =
             out: Metrics = {}
             if cfg.eval_fast or per_update:
                 out.update(_suffix(_run(task, model, per_update), "_fast"))
-            recompute = cfg.slow_bn in ("recompute", "both") and task.bn_batches is not None and not per_update
+            recompute = cfg.slow_bn in ("recompute", "both") and task.bn_batches is not None
             with opt.optimizer.slow_weights():
                 if cfg.slow_bn != "recompute" or not recompute:
                     slow = _run(task, model, per_update)

@@ -51,7 +51,7 @@ def _evaluate(cfg: dict, loss: float, per_update: bool = False) -> Dict[str, flo
     if optim.get("lookahead"):
         fast, slow = _values(names, loss * 1.1), _values(names, loss)
         out = {**slow, **{f"{k}_fast": v for k, v in fast.items()}, **{f"{k}_slow": v for k, v in slow.items()}}
-        if cfg["trainer"].get("slow_bn") == "both" and not per_update:  # recomputed statistics
+        if cfg["trainer"].get("slow_bn") == "both":  # recomputed statistics
             out.update({f"{k}_slow_bn": v for k, v in _values(names, loss * 0.95).items()})
     elif optim.get("averaging"):
         live, avg = _values(names, loss * 1.05), _values(names, loss)

@@ -132,6 +132,27 @@ def test_bn_recompute_logs_both_variants_and_leaves_training_as_it_was(cifar_roo
     assert [{k: v for k, v in r.items() if not k.endswith("_slow_bn")} for r in both] == keep
 
 
+def test_per_update_window_scores_fast_and_slow_weights_after_every_step(cifar_root, tmp_path):
+    """Fig. 10's window: a row after every step, training untouched; with slow_bn=both the
+    re-estimated score of phi only changes at a sync, since phi only moves there."""
+    window = ["+experiment_scale=fig10_per_update_cpu", "trainer.per_update.start_epoch=0",
+              "trainer.per_update.steps=7", "trainer.per_update.max_batches=1"]
+    train(_cifar(cifar_root, "lookahead_sgd", *window, "trainer.slow_bn=both", "trainer.bn_batches=2"),
+          tmp_path / "window")
+    train(_cifar(cifar_root, "lookahead_sgd"), tmp_path / "plain")
+    rows = _rows(tmp_path / "window" / "metrics.csv")
+    updates = {int(r["step"]): r for r in rows if r["update_test_acc_slow_bn"]}
+    assert sorted(updates) == list(range(1, 8))
+    k = 5  # conf/task_optim/cifar10_lookahead_sgd.yaml
+    score = {s: (r["update_test_loss_slow_bn"], r["update_test_acc_slow_bn"]) for s, r in updates.items()}
+    assert len({score[s] for s in range(1, k)}) == 1 and score[k] == score[k + 1] != score[1]
+    # Right after a sync theta = phi, scored with the same statistics.
+    assert updates[k]["update_test_loss_fast"] == updates[k]["update_test_loss_slow"]
+    # The window's evaluations leave the trajectory as it was.
+    assert [r["train_loss"] for r in rows if r["train_loss"]] == \
+        [r["train_loss"] for r in _rows(tmp_path / "plain" / "metrics.csv") if r["train_loss"]]
+
+
 def _run_py(*args: str, env=None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "run.py", *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=120, env={**os.environ, "LOOKAHEAD_RUNS": str(env), "OMP_NUM_THREADS": "1"})

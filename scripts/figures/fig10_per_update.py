@@ -4,7 +4,9 @@ updates (Lookahead(SGD), k = 5, CIFAR-10, epoch 65 of 200 at paper scale).
 Paper (Fig. 10 [V]): the fast weights lose accuracy inside each inner loop and the slow-weight
 interpolation recovers it. Ours, from `make sweep-fig10_per_update collect`: the per-update
 columns update_test_acc_fast and update_test_acc_slow, mean over seeds (+-1 std band) against the
-update index in the window; dotted lines mark the syncs (every k updates).
+update index in the window; dotted lines mark the syncs (every k updates). Runs with
+trainer.slow_bn = both add update_test_acc_slow_bn, the slow weights with BatchNorm statistics
+re-estimated for them (flat between syncs, as the slow weights are).
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from . import _style, _trained
 ARTIFACT = "fig10_per_update"
 SWEEP = "make sweep-fig10_per_update SCALE=cpu && make collect"
 REQUIRES = ["fig10_per_update/curves.csv", "fig10_per_update/runs.csv"]
-SERIES = {"update_test_acc_fast": ("fast weights", "-", "o"), "update_test_acc_slow": ("slow weights", "--", "s")}
+SERIES = {"update_test_acc_fast": ("fast weights", "-", "o"),
+          "update_test_acc_slow": ("slow weights, BN statistics as trained", "--", "s"),
+          "update_test_acc_slow_bn": ("slow weights, BN re-estimated", ":", "^")}
 
 
 def load(results_dir: Path) -> pd.DataFrame:
@@ -46,8 +50,8 @@ def plot(summary: pd.DataFrame) -> tuple[mpl.figure.Figure, np.ndarray]:
         g = summary[summary["metric"] == metric].sort_values("update")
         if g.empty:
             continue
-        ax.plot(g["update"], 100 * g["mean"], dash, marker=mark, ms=2.5, color=_style.color("lookahead_sgd")
-                if metric.endswith("slow") else _style.color("sgd"), label=f"{name}, n={int(g['n'].max())}")
+        ax.plot(g["update"], 100 * g["mean"], dash, marker=mark, ms=2.5, color=_style.color("sgd")
+                if metric.endswith("fast") else _style.color("lookahead_sgd"), label=f"{name}, n={int(g['n'].max())}")
         ax.fill_between(g["update"], 100 * (g["mean"] - g["std"]), 100 * (g["mean"] + g["std"]),
                         color="grey", alpha=0.12, lw=0)
     if len(summary) and summary["optim.lookahead.k"].notna().any():
