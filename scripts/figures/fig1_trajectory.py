@@ -54,5 +54,5 @@ def plot(summary: pd.DataFrame) -> tuple[mpl.figure.Figure, np.ndarray]:
     k = ", ".join(f"{v:g}" for v in summary["k"].dropna().unique())
     model = ", ".join(map(str, summary["model"].dropna().unique()))
     bn = ", ".join(map(str, summary["bn"].dropna().unique()))
-    _style.title(fig, f"Fig. 1: Lookahead (k = {k}) on a {model}; BatchNorm {bn}", summary)
+    _style.title(fig, f"Fig. 1: Lookahead (k = {k}) on a {model}\nBatchNorm {bn}", summary)
     return fig, axes
