@@ -32,6 +32,7 @@ from tqdm import tqdm
 from experiments import checkpoint, distributed
 from experiments.checkpoint import Progress
 from experiments.config import Config
+from experiments.console import say
 from experiments.evaluation import evaluate
 from experiments.optim import Optimizers
 from experiments.records import MetricsLog, atomic_torch_save
@@ -81,6 +82,7 @@ def total_steps(cfg: Config, task: Task) -> int:
 def fit(cfg: Config, task: Task, opt: Optimizers, run_dir: Path, sinks: Sequence[Callable] = ()) -> Dict[str, Any]:
     """Train to the end (or until stopped); returns ``{"status": ..., "final": {...}, ...}``."""
     t = cfg.trainer
+    wall_start = time.perf_counter()
     n_steps = total_steps(cfg, task)
     spe = task.steps_per_epoch
     scheduler = build_scheduler(cfg.schedule, opt.optimizer, n_steps)
@@ -103,14 +105,19 @@ def fit(cfg: Config, task: Task, opt: Optimizers, run_dir: Path, sinks: Sequence
     ckpt = run_dir / "checkpoint.pt"
     log = MetricsLog(run_dir / "metrics.csv", sinks)
     carry: Any = None
+    resumed_from = 0
     if cfg.resume and ckpt.exists():
         progress, carry = checkpoint.load(ckpt, task, opt, scheduler)
         log.load(progress.metrics_rows)
+        resumed_from = progress.step
+        if rank == 0:
+            say(f"resuming {run_dir} from step {progress.step} of {n_steps} (checkpoint.pt)")
     else:
         progress = Progress()
         (run_dir / "metrics.csv").unlink(missing_ok=True)
     if progress.step >= n_steps:
-        return {"status": "completed", "final": progress.final, "best": progress.best, "steps": progress.step}
+        return {"status": "completed", "final": progress.final, "best": progress.best, "steps": progress.step,
+                "resumed_from": resumed_from}
 
     def row(**values: Any) -> None:
         if rank != 0:  # only rank 0 writes records
@@ -123,6 +130,15 @@ def fit(cfg: Config, task: Task, opt: Optimizers, run_dir: Path, sinks: Sequence
     def save() -> None:
         if rank == 0:
             checkpoint.save(ckpt, task, opt, scheduler, progress, carry)
+
+    eval_time = [0.0]  # seconds spent in evaluate() by this process (time_s leaves it out)
+
+    def timed_evaluate(per_update: bool = False) -> Dict[str, float]:
+        start = time.perf_counter()
+        try:
+            return evaluate(task, opt, t, per_update=per_update)
+        finally:
+            eval_time[0] += time.perf_counter() - start
 
     bar = tqdm(total=n_steps, initial=progress.step, disable=not t.progress or rank != 0, dynamic_ncols=True,
                leave=False)
@@ -166,12 +182,12 @@ def fit(cfg: Config, task: Task, opt: Optimizers, run_dir: Path, sinks: Sequence
                         status = "diverged"
                         break
                 if step in window:
-                    row(**{f"update_{k}": v for k, v in evaluate(task, opt, t, per_update=True).items()})
+                    row(**{f"update_{k}": v for k, v in timed_evaluate(per_update=True).items()})
                     if t.per_update.snapshots:
                         save_snapshot(run_dir / "snapshots" / f"step_{step:08d}.pt", task, opt)
                 evaluated = step % eval_every == 0 or step == n_steps
                 if evaluated:
-                    metrics = evaluate(task, opt, t)
+                    metrics = timed_evaluate()
                     row(**metrics)
                     progress.final = metrics
                     target = metrics.get(task.target_metric)
@@ -191,4 +207,7 @@ def fit(cfg: Config, task: Task, opt: Optimizers, run_dir: Path, sinks: Sequence
                     break
     bar.close()
     return {"status": status, "final": progress.final, "best": progress.best, "steps": progress.step,
-            "signal": stop.signum or (signal.SIGTERM if status == "interrupted" else None), "time_s": progress.time_s}
+            "signal": stop.signum or (signal.SIGTERM if status == "interrupted" else None), "time_s": progress.time_s,
+            "resumed_from": resumed_from,
+            # This process's evaluation and fit() wall time (a resumed run's count from the resume).
+            "eval_time_s": eval_time[0], "wall_s": time.perf_counter() - wall_start}
