@@ -10,7 +10,7 @@ SCALE   ?= cpu
 ARGS    ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install quickstart test test-all smoke collect plan figures bench bench-lookahead bench-loop nqm-theory clean
+.PHONY: help install quickstart test test-all smoke collect plan figures bench bench-lookahead bench-loop bench-machine bench-eval nqm-theory clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-22s\033[0m %s\n", $$1, $$2}'
@@ -52,7 +52,7 @@ figures: ## regenerate every figure, and the tables in results/README.md, from t
 nqm-theory: ## recompute the analytic NQM / quadratic curves (results/fig2-4)
 	$(PYTHON) scripts/nqm_theory.py
 
-bench: bench-lookahead bench-loop ## optimizer-sync and training-loop benchmarks -> results/bench/
+bench: bench-machine bench-lookahead bench-loop bench-eval ## machine, optimizer-sync, training-loop and evaluation benchmarks -> results/bench/
 
 bench-lookahead:
 	$(PYTHON) scripts/bench/bench_lookahead.py
@@ -60,11 +60,17 @@ bench-lookahead:
 bench-loop:
 	$(PYTHON) scripts/bench/bench_loop.py --data-root $(DATA)/cifar10
 
-data-cifar10: ## download CIFAR-10 (official archive, md5-checked) into $(DATA)/cifar10
-	$(PYTHON) scripts/data/prepare_cifar.py --dataset cifar10 --dest $(DATA)/cifar10
+bench-machine: ## GEMM peak, per-task step throughput (fp32/bf16, eager/compile), parallel jobs -> results/bench/machine_cpu.md
+	$(PYTHON) scripts/bench/bench_machine.py --data $(DATA) $(BENCH_ARGS)
 
-data-cifar100: ## download CIFAR-100 (official archive, md5-checked) into $(DATA)/cifar100
-	$(PYTHON) scripts/data/prepare_cifar.py --dataset cifar100 --dest $(DATA)/cifar100
+bench-eval: ## evaluation cost vs training per task (eval batch, precision, slow-weight reuse) -> results/bench/eval_cpu.md
+	$(PYTHON) scripts/bench/bench_eval.py --data $(DATA) $(BENCH_ARGS)
+
+data-cifar10: ## download CIFAR-10 (official archive, md5-checked) into $(DATA)/cifar10; ARCHIVE=file uses one you have
+	$(PYTHON) scripts/data/prepare_cifar.py --dataset cifar10 --dest $(DATA)/cifar10 $(if $(ARCHIVE),--archive $(ARCHIVE))
+
+data-cifar100: ## download CIFAR-100 (official archive, md5-checked) into $(DATA)/cifar100; ARCHIVE=file uses one you have
+	$(PYTHON) scripts/data/prepare_cifar.py --dataset cifar100 --dest $(DATA)/cifar100 $(if $(ARCHIVE),--archive $(ARCHIVE))
 
 clean: ## remove caches (never results/ or runs/)
 	find . -name __pycache__ -prune -exec rm -rf {} +

@@ -8,6 +8,7 @@ from typing import Any, Optional
 
 import torch
 
+from experiments.errors import UserError
 from experiments.optim import Optimizers
 from experiments.records import atomic_torch_save
 from experiments.tasks.base import Task
@@ -41,25 +42,40 @@ def save(path: Path, task: Task, opt: Optimizers, scheduler: Any, progress: Prog
 
 
 def load(path: Path, task: Task, opt: Optimizers, scheduler: Any) -> tuple[Progress, Any]:
-    """Restore everything :func:`save` wrote; a corrupt file is reported, never half-applied."""
+    """Restore everything :func:`save` wrote.
+
+    A file that does not unpickle, or that holds another run's model or optimizer, is a
+    :class:`UserError` (one line, exit 2) naming the file to delete; the run stops before training.
+    """
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:  # noqa: BLE001 - any unpickling error means the same thing here
-        raise RuntimeError(
-            f"Checkpoint {path} is unreadable ({type(err).__name__}: {err}). "
+        raise UserError(
+            f"Checkpoint {path} is unreadable ({type(err).__name__}: {_first_line(err)}). "
             "Delete it to start the run afresh, or set resume=false."
         ) from err
-    task.model.load_state_dict(state["model"])
-    opt.optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    if opt.averaged is not None and state["averaged"] is not None:
-        opt.averaged.load_state_dict(state["averaged"])
+    try:
+        task.model.load_state_dict(state["model"])
+        opt.optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if opt.averaged is not None and state["averaged"] is not None:
+            opt.averaged.load_state_dict(state["averaged"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:  # not a checkpoint of this run's config
+        raise UserError(
+            f"Checkpoint {path} does not fit this run ({type(err).__name__}: {_first_line(err)}). "
+            "Delete it to start the run afresh, or set resume=false."
+        ) from err
     torch.set_rng_state(state["rng_cpu"])
     if state["rng_cuda"] is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["rng_cuda"])
     device = next(task.model.parameters()).device
     carry = _to(state["carry"], device)
     return Progress(**state["progress"]), carry
+
+
+def _first_line(err: BaseException) -> str:
+    # torch's messages run over many lines; the first says what happened, the report is one line.
+    return (str(err).strip().splitlines() or [""])[0]
 
 
 def _to(obj: Any, device: torch.device) -> Any:

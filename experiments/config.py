@@ -12,6 +12,7 @@ Each task owns the schema of its own knobs (``experiments/tasks/<task>.py`` defi
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
@@ -21,11 +22,58 @@ PULLBACK_MODES = ("none", "reset", "pullback")
 SCHEDULES = ("constant", "multistep", "cosine", "inverse_sqrt", "linear")
 SCALES = ("paper", "cpu", "smoke")
 SLOW_BN = ("keep", "recompute", "both")
+WANDB_MODES = ("auto", "online", "offline", "disabled")
+
+# optim.inner: the torch.optim classes experiments/optim.py builds itself (its INNER table), and
+# the timm names (timm.optim.list_optimizers(), timm 1.0) that build and take a step on CPU: each
+# was tried with one step of a small conv net. Every other timm name is rejected here, before
+# anything runs, with the reason in TIMM_REJECTED. Kept here, not in optim.py, so that checking a
+# config never imports torch.
+TORCH_INNER = ("sgd", "adam", "adamw", "radam", "adafactor")
+TIMM_INNER = (
+    "adabelief", "adadelta", "adafactorbv", "adafactorbvc", "adagrad", "adamax", "adamc", "adamp",
+    "adamuon", "adamwlegacy", "adan", "adanw", "adopt", "adoptc", "adoptw", "cadafactor", "cadafactorbv",
+    "cadafactorbvc", "cadamc", "cadamp", "cadamw", "cadan", "cadanw", "cadopt", "cadoptc", "cadoptw", "clamb",
+    "clambw", "claprop", "clion", "clionc", "cmars", "cnadamc", "cnadamw", "crmsproptf", "csgdc", "csgdp",
+    "csgdw", "kron", "kronc", "kronw", "lamb", "lambc", "lambcd", "lambcw", "lambw", "laprop", "lapropc",
+    "larc", "lars", "lion", "lionc", "madgrad", "madgradw", "mars", "momentum", "muon", "nadam", "nadamc",
+    "nadamlegacy", "nadamuon", "nadamw", "nesterov", "nesterovw", "nlarc", "nlars", "nmuon", "novograd",
+    "novogradc", "novogradw", "radabelief", "radamlegacy", "radamw", "rmsprop", "rmsproptf", "rmsproptfc",
+    "rmsproptfw", "sgdc", "sgdp", "sgdw",
+)
+TIMM_REJECTED = (  # (name prefix, why it cannot be optim.inner)
+    ("adahessian", "it needs loss.backward(create_graph=True), which the training loop does not do"),
+    ("bnb", "bitsandbytes optimizers need CUDA and the bitsandbytes package"),
+    ("fused", "APEX fused optimizers need CUDA and NVIDIA apex"),
+)
 
 
 def _check_choice(what: str, value: Any, choices: tuple) -> None:
     if value not in choices:
         raise ValueError(f"Invalid {what}: {value!r}; choose one of {', '.join(map(str, choices))}")
+
+
+def _check(what: str, value: Any, ok: bool, rule: str) -> None:
+    if not ok:
+        raise ValueError(f"Invalid {what}: {value!r}; {rule}")
+
+
+def check_inner(name: str) -> None:
+    """Raise ValueError (one line, with the fix) unless ``name`` is an ``optim.inner`` the suite supports."""
+    if name in TORCH_INNER or name in TIMM_INNER:
+        return
+    if name.startswith("lookahead"):
+        inner = name.removeprefix("lookahead").lstrip("_") or "sgd"
+        use = f"optim=lookahead_{inner}" if inner in TORCH_INNER else f"optim=lookahead_timm optim.inner={inner}"
+        raise ValueError(f"Unsupported optim.inner: {name!r}; Lookahead is the optim.lookahead block, not an "
+                         f"inner optimizer: use {use}")
+    for prefix, why in TIMM_REJECTED:
+        if name.startswith(prefix):
+            raise ValueError(f"Unsupported optim.inner: {name!r}; {why}")
+    close = difflib.get_close_matches(name, TORCH_INNER + TIMM_INNER, n=3)
+    hint = f"did you mean {' or '.join(close)}? " if close else ""
+    raise ValueError(f"Unknown optim.inner: {name!r}; {hint}use {', '.join(TORCH_INNER)} or a timm name listed "
+                     "in experiments/config.py TIMM_INNER (README: optim.inner)")
 
 
 @dataclass
@@ -89,8 +137,10 @@ class OptimConfig:
             raise ValueError(f"Invalid optim.weight_decay: {self.weight_decay!r}")
         if not 0.0 <= self.momentum < 1.0:
             raise ValueError(f"Invalid optim.momentum: {self.momentum!r}; must lie in [0, 1)")
-        if len(self.betas) != 2:
-            raise ValueError(f"Invalid optim.betas: {self.betas!r}; give two numbers")
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ValueError(f"Invalid optim.betas: {self.betas!r}; give two numbers in [0, 1)")
+        _check("optim.eps", self.eps, self.eps >= 0, "must be >= 0")
+        check_inner(self.inner)
         if self.lookahead is not None and self.averaging is not None:
             raise ValueError("optim.lookahead and optim.averaging are exclusive; pick one")
 
@@ -118,6 +168,9 @@ class ScheduleConfig:
             raise ValueError("schedule.name=multistep needs schedule.milestones")
         if self.warmup_steps < 0:
             raise ValueError(f"Invalid schedule.warmup_steps: {self.warmup_steps!r}")
+        _check("schedule.gamma", self.gamma, self.gamma > 0, "must be positive")
+        _check("schedule.decay_from", self.decay_from, self.decay_from >= 0, "must be >= 0")
+        _check("schedule.min_lr_frac", self.min_lr_frac, 0.0 <= self.min_lr_frac <= 1.0, "use a fraction in [0, 1]")
 
 
 @dataclass
@@ -128,6 +181,11 @@ class PerUpdateConfig:
     steps: int = 60
     max_batches: int = 0  # 0: the whole evaluation split
     snapshots: bool = False  # also save fast and slow weights at each step (paper Fig. 1)
+
+    def __post_init__(self) -> None:
+        _check("trainer.per_update.start_epoch", self.start_epoch, self.start_epoch >= 0, "must be >= 0")
+        _check("trainer.per_update.steps", self.steps, self.steps >= 1, "must be >= 1")
+        _check("trainer.per_update.max_batches", self.max_batches, self.max_batches >= 0, "must be >= 0 (0: all)")
 
 
 @dataclass
@@ -152,6 +210,7 @@ class TrainerConfig:
     per_update: Optional[PerUpdateConfig] = None
     progress: bool = True
     divergence_loss: float = 1e4  # a loss above this (or non-finite) ends the run as diverged
+    sync_bn: bool = False  # DDP: BatchNorm statistics over the global batch (SyncBatchNorm; CUDA only)
 
     def __post_init__(self) -> None:
         if self.epochs <= 0 and self.max_steps <= 0:
@@ -160,6 +219,16 @@ class TrainerConfig:
         _check_choice("trainer.precision", self.precision, ("auto", "fp32", "bf16"))
         if self.threads < 0:
             raise ValueError(f"Invalid trainer.threads: {self.threads!r}")
+        # Each of these would otherwise fail (or silently misbehave) only once training runs.
+        _check("trainer.epochs", self.epochs, self.epochs >= 0, "must be >= 0 (0: use trainer.max_steps)")
+        _check("trainer.max_steps", self.max_steps, self.max_steps >= 0, "must be >= 0 (0: no limit)")
+        _check("trainer.log_every", self.log_every, self.log_every >= 1, "must be >= 1 (steps between logged rows)")
+        _check("trainer.eval_every", self.eval_every, self.eval_every > 0, "must be a positive number of epochs")
+        _check("trainer.grad_clip", self.grad_clip, self.grad_clip >= 0, "must be >= 0 (0: no clipping)")
+        _check("trainer.checkpoint_every", self.checkpoint_every, self.checkpoint_every >= 0,
+               "must be >= 0 (0: at every evaluation)")
+        _check("trainer.bn_batches", self.bn_batches, self.bn_batches >= 1, "must be >= 1")
+        _check("trainer.divergence_loss", self.divergence_loss, self.divergence_loss > 0, "must be positive")
 
 
 @dataclass
@@ -172,8 +241,9 @@ class DataConfig:
     num_workers: int = 0
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1 or self.eval_batch_size < 1:
-            raise ValueError(f"Invalid data.batch_size: {self.batch_size!r}; must be >= 1")
+        _check("data.batch_size", self.batch_size, self.batch_size >= 1, "must be >= 1")
+        _check("data.eval_batch_size", self.eval_batch_size, self.eval_batch_size >= 1, "must be >= 1")
+        _check("data.num_workers", self.num_workers, self.num_workers >= 0, "must be >= 0")
 
 
 @dataclass
@@ -183,6 +253,9 @@ class LoggerConfig:
     wandb: bool = False
     project: str = "lookahead-repro"
     mode: str = "auto"  # auto: online if logged in, else offline
+
+    def __post_init__(self) -> None:
+        _check_choice("logger.mode", self.mode, WANDB_MODES)
 
 
 @dataclass

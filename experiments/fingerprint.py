@@ -157,18 +157,19 @@ def data_fingerprint(config: Mapping[str, Any], cache: Optional[HashCache] = Non
     """
     root, names, method = data_files(config)
     if root is None:
-        return {"method": method, "files": 0, "bytes": 0, "sha256": None}
+        return {"method": method, "files": 0, "missing": 0, "bytes": 0, "sha256": None}
     if method == "tree":
         files = list(_tree(root)) if root.is_dir() else []
         total = sum(p.stat().st_size for p in files)
         method = "sha256" if total <= SHALLOW_BYTES else "names+sizes"
         names = [p.relative_to(root).as_posix() for p in files]
     cache = cache or HashCache()
-    lines, total = [], 0
+    lines, total, missing = [], 0, 0
     for name in sorted(names):
         path = root / name
         if not path.is_file():
             lines.append(f"{name}\tmissing")
+            missing += 1
             continue
         size = path.stat().st_size
         total += size
@@ -176,4 +177,5 @@ def data_fingerprint(config: Mapping[str, Any], cache: Optional[HashCache] = Non
         lines.append(f"{name}\t{size}\t{digest}")
     cache.save()
     blob = "\n".join(lines).encode()
-    return {"method": method, "files": len(names), "bytes": total, "sha256": hashlib.sha256(blob).hexdigest()}
+    return {"method": method, "files": len(names), "missing": missing, "bytes": total,
+            "sha256": hashlib.sha256(blob).hexdigest()}

@@ -43,13 +43,16 @@ FINAL = ("completed", "diverged")  # statuses that are results: a re-launch skip
 
 
 def _validate(cfg: DictConfig):
+    from experiments.cli import check_declared
     from experiments.config import Config
 
+    check_declared(cfg)  # `+trainer.max_stepz=5` in a sweep member is an error, as in a single run
     try:
         obj = OmegaConf.to_object(cfg)
     except Exception as err:  # omegaconf wraps __post_init__ errors; unwrap the message
         cause = err.__cause__ or err
-        raise UserError(f"Invalid config: {cause}") from err
+        text = str(cause)
+        raise UserError(text if text.startswith("Invalid") else f"Invalid config: {text}") from err
     assert isinstance(obj, Config)
     return obj
 
@@ -132,8 +135,10 @@ def _check_same(previous: Dict[str, Any], resolved: Dict[str, Any], data_print: 
     old_data = previous.get("data_fingerprint")
     if not isinstance(old_data, dict) or old_data.get("sha256") != data_print.get("sha256"):
         was = old_data.get("sha256", "none")[:12] if isinstance(old_data, dict) and old_data.get("sha256") else "none"
+        gone = f", {data_print['missing']} of its files missing" if data_print.get("missing") else ""
         raise UserError(f"{run_dir} {what} on other data: data fingerprint {was} -> "
-                        f"{(data_print.get('sha256') or 'none')[:12]} (data.root={resolved['data']['root']}); {fix}")
+                        f"{(data_print.get('sha256') or 'none')[:12]} (data.root={resolved['data']['root']}{gone}); "
+                        f"{fix}")
 
 
 def _schema_defaults(resolved: Dict[str, Any]) -> Dict[str, Any]:

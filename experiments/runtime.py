@@ -19,11 +19,21 @@ PACKAGES = ("torch", "torchvision", "timm", "hydra-core", "omegaconf", "numpy", 
 
 
 def select_device(cfg: TrainerConfig) -> torch.device:
+    """The device ``trainer.device`` names (``auto``: CUDA if visible); a device this machine lacks is a UserError."""
+    from experiments.errors import UserError
+
     if cfg.device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(cfg.device)
+    try:
+        device = torch.device(cfg.device)
+    except (RuntimeError, ValueError) as err:
+        raise UserError(f"Invalid trainer.device: {cfg.device!r}; use auto, cpu, cuda or cuda:N") from err
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"trainer.device={cfg.device} but no CUDA device is visible; use trainer.device=cpu")
+        raise UserError(f"trainer.device={cfg.device} but no CUDA device is visible; use trainer.device=cpu "
+                        "(or auto)")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise UserError(f"trainer.device={cfg.device} but only {torch.cuda.device_count()} CUDA device(s) are "
+                        "visible; use trainer.device=cuda (or auto)")
     return device
 
 

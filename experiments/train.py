@@ -33,6 +33,7 @@ from experiments import checkpoint, distributed
 from experiments.checkpoint import Progress
 from experiments.config import Config
 from experiments.console import say
+from experiments.errors import UserError
 from experiments.evaluation import evaluate
 from experiments.optim import Optimizers
 from experiments.records import MetricsLog, atomic_torch_save
@@ -92,6 +93,13 @@ def fit(cfg: Config, task: Task, opt: Optimizers, run_dir: Path, sinks: Sequence
     rank, world = distributed.rank_world()
     if world > 1:
         ids = [device.index] if device.type == "cuda" else None
+        if t.sync_bn:
+            # The converted modules keep the same parameter and buffer tensors, so the optimizer
+            # built on the model (and Lookahead's slow copies) stay valid.
+            if device.type != "cuda":
+                raise UserError("trainer.sync_bn=true needs CUDA devices (torch's SyncBatchNorm has no CPU "
+                                "kernel); drop it for CPU runs")
+            task.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(task.model)
         forward_model = torch.nn.parallel.DistributedDataParallel(task.model, device_ids=ids)
     if t.compile:
         forward_model = torch.compile(forward_model)

@@ -10,6 +10,8 @@ A finished run first asked for with ``logger=wandb`` is replayed from its ``metr
 from __future__ import annotations
 
 import csv
+import os
+import uuid
 from pathlib import Path
 from typing import Any, Dict, Optional
 
@@ -20,9 +22,9 @@ def _init(cfg: LoggerConfig, config: Dict[str, Any], run_dir: Path, run_id: Opti
     import wandb
 
     mode = cfg.mode
-    if mode == "auto":
-        mode = "online" if wandb.api.api_key else "offline"
-    run_id = run_id or wandb.util.generate_id()
+    if mode == "auto":  # WANDB_MODE (e.g. disabled, in tests) wins over the guess
+        mode = os.environ.get("WANDB_MODE") or ("online" if wandb.api.api_key else "offline")
+    run_id = run_id or uuid.uuid4().hex[:8]  # chosen here so the manifest can hold it before init
     return wandb.init(project=cfg.project, config=config, dir=str(run_dir), mode=mode, name=run_dir.name,
                       group=str(config.get("experiment_name") or "single"), id=run_id, resume="allow",
                       reinit="finish_previous")

@@ -6,7 +6,8 @@ alpha 1.5 (failed at validation: a manifest with only status and error, its iden
 .hydra/). tests/data/mini_sweep/expected/mini_sweep/ holds what collect wrote for them; after a
 deliberate change to the tables' format, regenerate it with
 
-    python scripts/collect.py --runs tests/data/mini_sweep/runs --results tests/data/mini_sweep/expected
+    python scripts/collect.py --runs tests/data/mini_sweep/runs --results tests/data/mini_sweep/expected \
+        --scale smoke --any-artifact
 
 and review the diff. Pinned: byte-identical output, identical bytes on a second collect, the
 statuses and statistics checked by hand below, a clear error for an unknown artifact, and a
@@ -29,6 +30,8 @@ from scripts.collect_lib import collect
 
 DATA = Path(__file__).resolve().parent / "data" / "mini_sweep"
 RUNS, EXPECTED = DATA / "runs", DATA / "expected"
+# The mini sweep is a scratch artifact at smoke scale: collect it as such.
+MINI = {"scales": ("smoke",), "any_artifact": True}
 
 
 def _files(root: Path) -> dict:
@@ -36,10 +39,11 @@ def _files(root: Path) -> dict:
 
 
 def test_collect_reproduces_the_committed_tables(tmp_path):
-    written = collect(RUNS, tmp_path)
+    written = collect(RUNS, tmp_path, **MINI)
     assert list(written) == ["mini_sweep"]
-    tables = ["mini_sweep/curves.csv", "mini_sweep/runs.csv", "mini_sweep/summary.csv"]
-    manifests = sorted(f"mini_sweep/manifests/{p.parent.name}.json" for p in (RUNS / "mini_sweep").glob("*/manifest.json"))
+    tables = ["mini_sweep/curves.csv", "mini_sweep/excluded.csv", "mini_sweep/runs.csv", "mini_sweep/summary.csv"]
+    manifests = sorted(f"mini_sweep/manifests/{p.parent.name}.json" for p in (RUNS / "mini_sweep").glob("*/manifest.json")
+                       if "alpha=1.5" not in p.parent.name)  # the failed member is counted, not tabulated
     assert sorted(_files(tmp_path)) == sorted(tables + manifests)
     expected = _files(EXPECTED)
     for name, data in _files(tmp_path).items():
@@ -47,17 +51,20 @@ def test_collect_reproduces_the_committed_tables(tmp_path):
 
 
 def test_collecting_twice_gives_identical_bytes(tmp_path):
-    collect(RUNS, tmp_path / "a")
+    collect(RUNS, tmp_path / "a", **MINI)
     first = _files(tmp_path / "a")
-    collect(RUNS, tmp_path / "a")  # rewrites in place
-    collect(RUNS, tmp_path / "b")
+    collect(RUNS, tmp_path / "a", **MINI)  # rewrites in place
+    collect(RUNS, tmp_path / "b", **MINI)
     assert _files(tmp_path / "a") == first == _files(tmp_path / "b")
 
 
 def test_the_committed_tables_record_every_outcome():
     runs = pd.read_csv(EXPECTED / "mini_sweep" / "runs.csv")
-    assert runs["status"].value_counts().to_dict() == {"completed": 4, "diverged": 1, "failed": 1}
-    failed = runs[runs["status"] == "failed"].iloc[0]
+    assert runs["status"].value_counts().to_dict() == {"completed": 4, "diverged": 1}
+    # The failed member is counted beside the tables, never tabulated.
+    excluded = pd.read_csv(EXPECTED / "mini_sweep" / "excluded.csv")
+    assert excluded["status"].tolist() == ["failed"]
+    failed = excluded.iloc[0]
     assert failed["optim.lookahead.alpha"] == 1.5 and failed["optim"] == "lookahead_sgd"
     assert failed["error"] == "Invalid config: Invalid optim.lookahead.alpha: 1.5; alpha must lie in [0, 1]"
     diverged = runs[runs["status"] == "diverged"].iloc[0]
@@ -83,15 +90,16 @@ def test_the_committed_tables_record_every_outcome():
 
 def test_an_unknown_artifact_is_a_clear_error(tmp_path, capsys):
     with pytest.raises(ValueError, match=r"No runs of nope under .*; found: mini_sweep \(run `make sweep-nope` first\)"):
-        collect(RUNS, tmp_path, ["nope"])
-    assert collect_cli.main(["--runs", str(RUNS), "--results", str(tmp_path), "--artifact", "nope"]) == 2
+        collect(RUNS, tmp_path, ["nope"], **MINI)
+    assert collect_cli.main(["--runs", str(RUNS), "--results", str(tmp_path), "--artifact", "nope", "--any-artifact"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: No runs of nope under ") and "Traceback" not in err
     assert not any(tmp_path.iterdir())  # nothing written
 
 
 def test_the_command_line_writes_the_same_tables(tmp_path, capsys):
-    assert collect_cli.main(["--runs", str(RUNS), "--results", str(tmp_path), "--artifact", "mini_sweep"]) == 0
+    assert collect_cli.main(["--runs", str(RUNS), "--results", str(tmp_path), "--artifact", "mini_sweep",
+                             "--scale", "smoke", "--any-artifact"]) == 0
     assert capsys.readouterr().out.startswith("mini_sweep: wrote ")
     assert _files(tmp_path) == _files(EXPECTED)
 
@@ -105,12 +113,34 @@ def test_a_run_that_failed_early_is_labelled_from_its_resolved_hydra_config(tmp_
     (run / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(compose(job)))
     (run / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in job))
     (run / "manifest.json").write_text(json.dumps({"status": "failed", "error": "Traceback ...\nOSError: disk full"}))
-    collect(tmp_path / "runs", tmp_path / "results")
-    row = pd.read_csv(tmp_path / "results" / "table5_k_alpha" / "runs.csv").iloc[0]
+    collect(tmp_path / "runs", tmp_path / "results", scales=("smoke",))
+    row = pd.read_csv(tmp_path / "results" / "table5_k_alpha" / "excluded.csv").iloc[0]
     assert (row["status"], row["optim"], row["la"], row["error"]) == ("failed", "sgd", "disabled", "OSError: disk full")
-    table = pd.read_csv(tmp_path / "results" / "table5_k_alpha" / "table.csv")
-    baseline = table[table["column"] == "baseline"].iloc[0]
-    assert (baseline["n"], baseline["n_runs"], baseline["not_completed"]) == (0, 1, run.name)
+    assert "Not tabulated: 1 failed (excluded.csv)" in (tmp_path / "results" / "table5_k_alpha" / "table.md").read_text()
+
+
+def test_collect_takes_declared_artifacts_at_the_asked_scale_only(tmp_path, capsys):
+    # By default only conf/experiment/ artifacts are collected: scratch sweeps and `single` runs are not.
+    assert collect(RUNS, tmp_path / "a") == {}
+    assert "skip mini_sweep: not an artifact of conf/experiment/ (6 runs)" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()
+    # At another scale than its runs', nothing is tabulated and every member is counted.
+    collect(RUNS, tmp_path / "b", scales=("cpu",), any_artifact=True)
+    assert len(pd.read_csv(tmp_path / "b" / "mini_sweep" / "excluded.csv")) == 6
+    assert "0 runs tabulated" in capsys.readouterr().err
+
+
+def test_collect_reports_dirty_runs_and_keeps_their_diffs(tmp_path, capsys):
+    import shutil
+
+    runs = tmp_path / "runs"
+    shutil.copytree(RUNS, runs)
+    member = runs / "mini_sweep" / "experiment_name=mini_sweep,optim=sgd,scale=smoke,seed=0,task=nqm"
+    (member / "git.diff").write_text("+changed\n")
+    collect(runs, tmp_path / "out", **MINI)
+    assert "5 of 5 runs from a dirty tree (1 with the diff stored)" in capsys.readouterr().err
+    assert (tmp_path / "out" / "mini_sweep" / "manifests" / f"{member.name}.diff").read_text() == "+changed\n"
+
 
 
 def test_the_wmt_table_reports_each_arm_with_its_seed_statistics():

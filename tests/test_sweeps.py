@@ -50,6 +50,7 @@ EXPECTED = {
     "table5_k_alpha": 25,         # 5 la (off + 4 (k, alpha)) x 5 seeds
     "ptb_k_alpha": 15,            # 5 la (off + 4 (k, alpha)) x 3 seeds
     "slow_bn_cifar": 3,           # 3 seeds
+    "bf16_parity": 6,             # 2 precisions x 3 seeds
 }
 
 
@@ -99,7 +100,7 @@ def test_expected_counts_match_the_files_own_comment(name):
 def test_sweep_expands_to_the_expected_jobs_and_members_compose(name, scale, every_value):
     jobs, master = sweep_jobs(_args(name, scale))
     assert len(jobs) == EXPECTED[name]
-    assert master.hydra.sweeper._target_.endswith("BasicSweeper")
+    assert master.hydra.sweeper._target_.endswith("LookaheadSweeper")  # the grid semantics of BasicSweeper
     dirs = [run_dirname(job, master) for job in jobs]
     assert len(set(dirs)) == len(jobs), "two jobs of one sweep share a run directory"
     for job in _sample(jobs, every_value):

@@ -23,6 +23,8 @@ import numpy as np
 import sentencepiece as spm
 import torch
 
+from experiments.errors import DataError
+
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
 
 
@@ -51,8 +53,14 @@ def train_spm(lines: Iterable[str], vocab_size: int, *, character_coverage: floa
     return buffer.getvalue()
 
 
-def load_model(proto: bytes) -> spm.SentencePieceProcessor:
-    return spm.SentencePieceProcessor(model_proto=proto)
+def load_model(proto: bytes, origin: str = "") -> spm.SentencePieceProcessor:
+    """The processor of a serialized model; one that does not parse is a DataError naming ``origin``."""
+    try:
+        return spm.SentencePieceProcessor(model_proto=proto)
+    except RuntimeError as err:  # sentencepiece says only that ParseFromArray failed
+        where = origin or "the sentencepiece model (task.spm_model or <data.root>/spm.model)"
+        raise DataError(f"{where} is not a readable sentencepiece model; replace it with the model the "
+                        "data was encoded with") from err
 
 
 def sha256(data: bytes) -> str:
@@ -66,6 +74,9 @@ def cached_spm(lines: Sequence[str], vocab_size: int, cache_dir: str | Path) -> 
     (or a second run on the same data) reuses the very same vocabulary. Writing is atomic; when
     ``cache_dir`` cannot be written the model is trained and kept in memory only.
 
+    A cached file that does not parse (a crash mid-copy, a disk error) is a DataError naming
+    the file to delete; the next run then trains it again.
+
     Returns:
         (serialized model, where it came from).
     """
@@ -74,7 +85,13 @@ def cached_spm(lines: Sequence[str], vocab_size: int, cache_dir: str | Path) -> 
         digest.update(line.encode("utf-8") + b"\n")
     path = Path(cache_dir) / f"spm_bpe{vocab_size}_{digest.hexdigest()[:16]}.model"
     if path.is_file():
-        return path.read_bytes(), str(path)
+        proto = path.read_bytes()
+        try:
+            spm.SentencePieceProcessor(model_proto=proto)
+        except RuntimeError as err:  # sentencepiece says only that ParseFromArray failed
+            raise DataError(f"The cached sentencepiece model {path} is corrupt; delete it and run again to "
+                            "retrain it") from err
+        return proto, str(path)
     proto = train_spm(lines, vocab_size)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

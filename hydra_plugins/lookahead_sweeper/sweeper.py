@@ -100,7 +100,8 @@ class LookaheadSweeper(BasicSweeper):
         if result.status != JobStatus.COMPLETED:
             err = result._return_value
             status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
-            return self._row(job, status, _rel(run_dir), error=_explain(err) if err is not None else "")
+            kept = run_dir if run_dir and Path(run_dir).is_dir() else ""  # a failed start leaves nothing
+            return self._row(job, status, _rel(kept), error=_explain(err) if err is not None else "")
         if manifest is None:
             return self._row(job, "failed", _rel(run_dir), error="the run wrote no manifest")
         target = manifest.get("target_metric", "")

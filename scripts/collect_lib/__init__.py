@@ -13,7 +13,7 @@ import os
 import sys
 from collections import defaultdict
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional
+from typing import Dict, Iterable, List, Optional, Sequence
 
 import pandas as pd
 
@@ -23,7 +23,7 @@ from .tidy import curves_table, runs_table, summary_table
 
 FLOAT_FORMAT = "%.8g"
 
-__all__ = ["collect", "collect_artifact", "group_by_artifact"]
+__all__ = ["collect", "collect_artifact", "declared_artifacts", "group_by_artifact", "split_members"]
 
 
 def _write(path: Path, text: str) -> None:
@@ -56,20 +56,68 @@ def group_by_artifact(runs: Iterable[Run]) -> Dict[str, List[Run]]:
     return dict(sorted(out.items()))
 
 
+TABULATED = ("completed", "diverged")  # results; everything else is counted in excluded.csv
+CONF_EXPERIMENTS = Path(__file__).resolve().parents[2] / "conf" / "experiment"
+
+
+def declared_artifacts(conf_dir: Path = CONF_EXPERIMENTS) -> set:
+    """The artifacts the suite declares: the ``experiment_name`` of every ``conf/experiment/*.yaml``."""
+    import yaml
+
+    names = set()
+    for path in sorted(Path(conf_dir).glob("*.yaml")):
+        node = yaml.safe_load(path.read_text()) or {}
+        names.add(str(node.get("experiment_name") or path.stem))
+    return names
+
+
+def _scale(run: Run) -> str:
+    return str(run.manifest.get("scale") or run.config.get("scale") or "unknown")
+
+
+def split_members(runs: List[Run], scales: Optional[Sequence[str]]) -> tuple[List[Run], List[Run]]:
+    """``(tabulated, excluded)``: results (completed or diverged) at the collected scales, and the rest."""
+    keep = [r for r in runs if r.status in TABULATED and (scales is None or _scale(r) in scales)]
+    ids = {id(r) for r in keep}
+    return keep, [r for r in runs if id(r) not in ids]
+
+
+def provenance_line(runs: List[Run]) -> str:
+    """How many runs came from a dirty tree, and for how many the diff is stored."""
+    dirty = [r for r in runs if (r.manifest.get("git") or {}).get("dirty")]
+    stored = [r for r in dirty if (r.path / "git.diff").is_file()]
+    if not dirty:
+        return f"{len(runs)} runs, all from a clean tree"
+    return f"{len(dirty)} of {len(runs)} runs from a dirty tree ({len(stored)} with the diff stored)"
+
+
 def collect_artifact(artifact: str, runs: List[Run], out_dir: Path,
-                     paper: Optional[pd.DataFrame] = None) -> List[Path]:
-    """Write the tables of one artifact; returns the paths written."""
+                     paper: Optional[pd.DataFrame] = None, excluded: Sequence[Run] = ()) -> List[Path]:
+    """Write the tables of one artifact; returns the paths written.
+
+    ``runs`` are tabulated; ``excluded`` (failed, unfinished or other-scale members) are listed in
+    ``excluded.csv`` with their status and error, never averaged.
+    """
     runs = sorted(runs, key=lambda r: r.run_id)
     runs_df = runs_table(runs)
     files = {"runs.csv": _csv(runs_df), "curves.csv": _csv(curves_table(runs, runs_df)),
              "summary.csv": _csv(summary_table(runs_df))}
+    if excluded:
+        files["excluded.csv"] = _csv(runs_table(sorted(excluded, key=lambda r: r.run_id)))
     if artifact in SPECS:
         table = build_table(SPECS[artifact], artifact, runs_df, {r.run_id: r for r in runs}, paper)
         files["table.csv"] = _csv(table)
-        files["table.md"] = render_markdown(SPECS[artifact], table, runs_df)
+        note = f"Provenance: {provenance_line(runs)}."
+        if excluded:
+            counts = ", ".join(f"{n} {s}" for s, n in sorted(_counts(excluded).items()))
+            note += f" Not tabulated: {counts} (excluded.csv)."
+        files["table.md"] = render_markdown(SPECS[artifact], table, runs_df) + note + "\n"
     for run in runs:
-        manifest = run.path / "manifest.json"
-        files[f"manifests/{run.run_id}.json"] = manifest.read_text()
+        files[f"manifests/{run.run_id}.json"] = (run.path / "manifest.json").read_text()
+        if (run.path / "git.diff").is_file():
+            files[f"manifests/{run.run_id}.diff"] = (run.path / "git.diff").read_text()
+    if not excluded:  # a member collected earlier as failed may have completed since
+        (out_dir / "excluded.csv").unlink(missing_ok=True)
     paths = []
     for name, text in files.items():
         _write(out_dir / name, text)
@@ -77,14 +125,39 @@ def collect_artifact(artifact: str, runs: List[Run], out_dir: Path,
     return paths
 
 
+def _counts(runs: Sequence[Run]) -> Dict[str, int]:
+    out: Dict[str, int] = defaultdict(int)
+    for r in runs:
+        out[r.status if r.status not in TABULATED else f"{r.status} at scale {_scale(r)}"] += 1
+    return dict(out)
+
+
 def collect(runs_dir: Path, results_dir: Path, artifacts: Optional[List[str]] = None,
-            paper_path: Optional[Path] = None) -> Dict[str, List[Path]]:
-    """Collect every artifact found under ``runs_dir`` (or only ``artifacts``)."""
+            paper_path: Optional[Path] = None, scales: Optional[Sequence[str]] = ("cpu",),
+            declared: Optional[set] = None, any_artifact: bool = False) -> Dict[str, List[Path]]:
+    """Collect the declared artifacts found under ``runs_dir`` (or only ``artifacts``) at ``scales``.
+
+    Runs of names no ``conf/experiment/`` file declares (``single``, scratch sweeps) are reported
+    and left out unless ``any_artifact``; ``scales=None`` takes every scale.
+    """
     grouped = group_by_artifact(find_runs(runs_dir))
+    if not any_artifact:
+        known = declared if declared is not None else declared_artifacts()
+        for name in [a for a in grouped if a not in known]:
+            print(f"skip {name}: not an artifact of conf/experiment/ ({len(grouped[name])} runs)", file=sys.stderr)
+            del grouped[name]
     missing = [a for a in artifacts or [] if a not in grouped]
     if missing:
         raise ValueError(f"No runs of {', '.join(missing)} under {runs_dir}; "
                          f"found: {', '.join(grouped) or 'none'} (run `make sweep-{missing[0]}` first)")
     paper = pd.read_csv(paper_path) if paper_path is not None and Path(paper_path).exists() else None
-    return {a: collect_artifact(a, runs, Path(results_dir) / a, paper)
-            for a, runs in grouped.items() if not artifacts or a in artifacts}
+    written = {}
+    for artifact, members in grouped.items():
+        if artifacts and artifact not in artifacts:
+            continue
+        keep, excluded = split_members(members, scales)
+        written[artifact] = collect_artifact(artifact, keep, Path(results_dir) / artifact, paper, excluded)
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(_counts(excluded).items()))
+        print(f"{artifact}: {len(keep)} runs tabulated{'; not tabulated: ' + counts if counts else ''}; "
+              f"{provenance_line(keep)}", file=sys.stderr)
+    return written

@@ -70,6 +70,8 @@ def runs_table(runs: Sequence[Run]) -> pd.DataFrame:
                     "commit": git.get("commit"), "dirty": git.get("dirty"), "device": m.get("device"),
                     "error": error_line(m)})
         rows.append(row)
+    if not rows:  # every member failed or ran at another scale: the tables exist, empty
+        return pd.DataFrame(columns=["run", "status", "seed", "scale", "task", "dataset", "optim"])
     df = pd.DataFrame(rows).dropna(axis=1, how="all")
     front = [c for c in df if not c.startswith(("final_", "best_"))
              and c not in ("target_metric", "steps", "time_s", "commit", "dirty", "device", "error")]

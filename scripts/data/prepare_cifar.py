@@ -52,9 +52,14 @@ def prepare(dataset: str, dest: Path, archive: Path | None = None) -> Path:
         if not archive.exists():
             print(f"downloading {url}")
             fetch(url, archive)
+    if not archive.is_file():
+        print(f"error: no archive {archive}; give the path of the downloaded {Path(url).name}", file=sys.stderr)
+        sys.exit(2)
     found = md5(archive)
     if found != checksum:
-        raise SystemExit(f"error: {archive} has md5 {found}, expected {checksum}: delete it and run again")
+        print(f"error: {archive} has md5 {found}, expected {checksum} ({Path(url).name}): delete it and "
+              "download it again", file=sys.stderr)
+        sys.exit(2)
     with tarfile.open(archive) as tar:
         tar.extractall(dest, filter="data")
     print(f"wrote {dest / folder}")
@@ -70,8 +75,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         prepare(args.dataset, args.dest, args.archive)
     except OSError as err:
-        sys.exit(f"error: could not get {args.dataset}: {err}. Download {ARCHIVES[args.dataset][0]} by other "
-                 "means and pass it with --archive.")
+        print(f"error: could not get {args.dataset}: {err}. Download {ARCHIVES[args.dataset][0]} by other "
+              "means and pass it with ARCHIVE=file (make) or --archive.", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":
