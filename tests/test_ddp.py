@@ -120,3 +120,17 @@ def test_lookahead_under_ddp_keeps_ranks_identical_and_matches_one_process(tmp_p
     assert not torch.equal(single[single.numel() // 2 :], initial)
     for key, value in single_result["final"].items():  # metrics reduced over ranks = one process
         assert abs(result["final"][key] - value) < 1e-5, key
+
+
+def test_sync_bn_is_off_by_default_and_a_clear_error_on_cpu(monkeypatch, tmp_path):
+    import pytest
+
+    from experiments.errors import UserError
+
+    assert compose(OVERRIDES).trainer.sync_bn is False
+    cfg = OmegaConf.to_object(compose([*OVERRIDES, "trainer.sync_bn=true"]))
+    task = make_task(cfg)
+    opt = build_optimizer(cfg.optim, task.model)
+    monkeypatch.setattr(distributed, "rank_world", lambda: (0, 2))  # as under torchrun, before DDP wraps
+    with pytest.raises(UserError, match="trainer.sync_bn=true needs CUDA"):
+        fit(cfg, task, opt, tmp_path)
