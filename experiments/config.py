@@ -21,6 +21,7 @@ from omegaconf import MISSING
 PULLBACK_MODES = ("none", "reset", "pullback")
 SCHEDULES = ("constant", "multistep", "cosine", "inverse_sqrt", "linear")
 SCALES = ("paper", "cpu", "smoke")
+PROTOCOLS = ("paper", "val")
 SLOW_BN = ("keep", "recompute", "both")
 WANDB_MODES = ("auto", "online", "offline", "disabled")
 
@@ -278,9 +279,19 @@ class Config:
     seed: int = 0
     experiment_name: str = "single"
     resume: bool = True
+    # The evaluation protocol (conf/protocol/): "paper" trains on the whole training set and reports
+    # test; "val" holds out a validation split of the training set where the dataset has none.
+    protocol: str = "paper"
+    # Fair-comparison studies (conf/tune/, scripts/study.py) label their members; a plain run
+    # leaves these at their defaults. ``trial`` >= 0: a tuning trial; -1: not one (a final run).
+    study: str = ""
+    arm: str = ""
+    trial: int = -1
 
     def __post_init__(self) -> None:
         _check_choice("scale", self.scale, SCALES)
+        _check_choice("protocol", self.protocol, PROTOCOLS)
+        _check("trial", self.trial, self.trial >= -1, "use -1 (not a tuning trial) or a trial id >= 0")
 
 
 def register_configs() -> None:

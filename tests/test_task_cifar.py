@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -77,7 +78,7 @@ def cifar_root(tmp_path_factory) -> Path:
 def test_every_optimizer_trains_on_fake_cifar(optim, cifar_root, tmp_path):
     extra = ["optim.inner=lion", "optim.lr=1e-4"] if optim.endswith("timm") else []
     m = train(["task=cifar10", f"optim={optim}", "scale=smoke", f"data.root={cifar_root}", *extra], tmp_path)
-    assert m["status"] == "completed" and m["steps"] == 4
+    assert m["status"] == "completed" and m["steps"] == 24  # conf/scale/smoke.yaml
     assert 0.0 <= m["final"]["test_acc"] <= 1.0
     if optim.startswith("lookahead"):
         assert "test_acc_slow" in m["final"] and "test_acc_fast" in m["final"]
@@ -111,7 +112,78 @@ def test_layout_is_applied_on_cpu_recorded_and_changes_only_rounding(channels_la
     torch.testing.assert_close(t.model(x), reference.model(x_ref), rtol=1e-4, atol=1e-5)
 
 
-def test_prepare_cifar_checks_md5_then_unpacks(tmp_path, monkeypatch):
+def _smoke_task(root: Path, *overrides: str):
+    from omegaconf import OmegaConf
+
+    from conftest import compose
+    from experiments.tasks import build_task
+
+    cfg = OmegaConf.to_object(compose(["task=cifar10", "scale=smoke", f"data.root={root}", *overrides]))
+    torch.manual_seed(0)
+    return cfg, build_task(cfg, torch.device("cpu"))
+
+
+class _Always(torch.nn.Module):
+    """A "model" that answers one class for every image."""
+
+    def __init__(self, label: int) -> None:
+        super().__init__()
+        self.label = label
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.one_hot(torch.full((len(x),), self.label), 10).float()
+
+
+class _Pixels(torch.nn.Module):
+    """A "model" whose logits are ten normalized pixels: its loss depends on which images it sees."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1)[:, :10]
+
+
+def test_smoke_subsets_are_stratified_on_a_class_sorted_test_batch(tmp_path):
+    # A test batch sorted by class, 30 images per class: its first 100 images are classes 0-3.
+    root = write_cifar(tmp_path, 10, n_train=200, n_test=300, class_sorted_test=True)
+    full = load_cifar(root, 10)
+    cfg, task = _smoke_task(root)
+    assert (cfg.task.limit_train, cfg.task.limit_test) == (64, 100)
+    subset = full.subset(cfg.task.limit_train, cfg.task.limit_test)
+    assert torch.bincount(subset.test_y, minlength=10).tolist() == [10] * 10  # stratified
+    assert len(set(subset.train_y.tolist())) > 1 and len(subset.train_y) == 64
+    # The task evaluates that subset: a model answering one class scores 1/10 on each class...
+    for label in (0, 9):
+        assert task.evaluate(_Always(label))["test_acc"] == pytest.approx(0.1)
+    # ...and the same images whatever the run seed (the subset is drawn with a constant seed).
+    _, other = _smoke_task(root, "seed=7")
+    assert other.evaluate(_Pixels()) == task.evaluate(_Pixels())
+    assert _smoke_task(root, "task.limit_test=90")[1].evaluate(_Pixels()) != task.evaluate(_Pixels())
+    from experiments.data.subset import SUBSET_SEED
+
+    assert task.info["subset"] == {"seed": SUBSET_SEED, "train": {"used": 64, "of": 200},
+                                   "test": {"used": 100, "of": 300}}
+    # The first test batch already holds several classes (a per-update window reads only it).
+    assert len(set(subset.test_y[: cfg.data.eval_batch_size].tolist())) == 10
+
+
+def test_limits_of_zero_select_every_image_in_file_order(tmp_path):
+    root = write_cifar(tmp_path, 10, n_train=60, n_test=30, class_sorted_test=True)
+    full = load_cifar(root, 10)
+    whole = full.subset(0, 0)
+    for name in ("train_x", "train_y", "test_x", "test_y"):
+        assert getattr(whole, name) is getattr(full, name)  # the arrays as read, not a reordered copy
+    assert full.subset(60, 30).train_x is full.train_x  # a limit beyond the split keeps it whole too
+    cfg, task = _smoke_task(root, "task.limit_train=0", "task.limit_test=0")
+    assert "subset" not in task.info and task.steps_per_epoch == math.ceil(60 / cfg.data.batch_size)
+    assert task.evaluate(_Always(0))["test_acc"] == pytest.approx(0.1)  # all 30 images
+    # Training batches are the slices of the run's permutation of the whole set, as without limits.
+    from experiments.tasks.base import batch_generator
+
+    order = torch.randperm(60, generator=batch_generator(cfg.seed, 0))
+    for i, (_, y) in enumerate(task.train_batches(0, 0)):
+        assert torch.equal(y, full.train_y[order[i * 8 : (i + 1) * 8]])
+
+
+def test_prepare_cifar_checks_md5_then_unpacks(tmp_path, monkeypatch, capsys):
     import tarfile
 
     from scripts.data import prepare_cifar
@@ -120,9 +192,35 @@ def test_prepare_cifar_checks_md5_then_unpacks(tmp_path, monkeypatch):
     archive = tmp_path / "cifar-10-python.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(tmp_path / "src" / "cifar-10-batches-py", arcname="cifar-10-batches-py")
-    with pytest.raises(SystemExit, match="has md5"):
+    with pytest.raises(SystemExit) as stop:
         prepare_cifar.prepare("cifar10", tmp_path / "bad", archive)
+    assert stop.value.code == 2 and "has md5" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:  # ARCHIVE= naming a file that is not there
+        prepare_cifar.prepare("cifar10", tmp_path / "bad", tmp_path / "nope.tar.gz")
+    assert stop.value.code == 2 and "no archive" in capsys.readouterr().err
     url, _, folder = prepare_cifar.ARCHIVES["cifar10"]
     monkeypatch.setitem(prepare_cifar.ARCHIVES, "cifar10", (url, prepare_cifar.md5(archive), folder))
     prepare_cifar.prepare("cifar10", tmp_path / "good", archive)
     assert load_cifar(tmp_path / "good", 10).train_x.shape[0] == 50
+
+
+def test_a_per_update_window_scores_a_stratified_subset_of_the_whole_test_set(tmp_path):
+    # The full test set, class-sorted (as the test batch written from per-class folders is): the
+    # window's first max_batches batches would be classes 0-1 only; it reads a stratified subset.
+    root = write_cifar(tmp_path, 10, n_train=60, n_test=300, class_sorted_test=True)
+    _, task = _smoke_task(root, "task.limit_test=0", "data.eval_batch_size=20",
+                          "+experiment_scale=fig10_per_update_cpu",
+                          "trainer.per_update.start_epoch=0", "trainer.per_update.max_batches=3")
+    for label in (0, 9):
+        assert task.per_update_evaluate(_Always(label))["test_acc"] == pytest.approx(0.1)  # 6 of 60
+    assert task.evaluate(_Always(0))["test_acc"] == pytest.approx(0.1)  # the whole set, 30 of 300
+
+
+def test_airbench_fits_its_whitening_to_the_training_images(tmp_path):
+    root = write_cifar(tmp_path, 10, n_train=60, n_test=20)
+    _, task = _smoke_task(root, "task.model=airbench", "data.batch_size=16")
+    w = task.model.whiten.weight
+    assert torch.equal(w[12:], -w[:12]) and w.abs().sum() > 0
+    x, y = next(task.train_batches(0, 0))
+    loss, _ = task.loss(task.model, (x, y), None)
+    assert torch.isfinite(loss)

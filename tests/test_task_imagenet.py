@@ -70,6 +70,18 @@ def test_reader_scans_the_tree_and_converts_every_image_to_rgb(tree):
     assert x.shape == (3, 24, 24)
 
 
+def test_limits_pick_a_fixed_stratified_subset_and_zero_keeps_the_sorted_list(tree):
+    whole = load_imagenet(tree, 24, 28)
+    assert load_imagenet(tree, 24, 28, limit_train=0, limit_val=0).val.samples == whole.val.samples
+    limited = load_imagenet(tree, 24, 28, limit_train=20, limit_val=10)
+    assert sorted(y for _, y in limited.val.samples) == list(range(10))  # one per class (class-sorted tree)
+    counts = torch.bincount(torch.tensor([y for _, y in limited.train.samples]), minlength=10)
+    sizes = torch.bincount(torch.tensor([y for _, y in whole.train.samples]), minlength=10)
+    assert ((counts - 20 * sizes / len(whole.train)).abs() <= 1).all()  # each class its share
+    assert set(limited.train.samples) <= set(whole.train.samples) and len(set(limited.train.samples)) == 20
+    assert (limited.train_total, limited.val_total) == (len(whole.train), len(whole.val))
+
+
 def test_val_labels_follow_the_train_classes(tmp_path):
     write_imagefolder(tmp_path, n_train=1, n_val=1)
     for wnid in WNIDS[:4]:  # a val/ with fewer classes keeps train/'s indices
@@ -167,10 +179,13 @@ def test_paper_protocol_reaches_the_config():
 @pytest.mark.parametrize("optim", ["sgd", "lookahead_sgd"])
 def test_trains_a_few_steps_on_a_fake_tree(optim, tree, tmp_path):
     m = train(["task=imagenet", f"optim={optim}", "scale=smoke", f"data.root={tree}", "trainer.threads=1"], tmp_path)
-    assert m["status"] == "completed" and m["steps"] == 4, m.get("error")
+    assert m["status"] == "completed" and m["steps"] == 24, m.get("error")  # conf/scale/smoke.yaml
     final = m["final"]
     assert 0.0 <= final["val_acc1"] <= final["val_acc5"] <= 1.0 and final["val_loss"] > 0
     assert m["target_metric"] == "val_acc1" and m["task_info"]["train_images"] == 32
+    # Smoke limits 40 and 20: all 32 training images, a fixed subset of 20 of the 21 validation ones.
+    assert {k: v for k, v in m["task_info"]["subset"].items() if k != "seed"} == {
+        "train": {"used": 32, "of": 32}, "val": {"used": 20, "of": 21}}
     if optim.startswith("lookahead"):
         assert "val_acc1_slow" in final and "val_acc5_fast" in final
 

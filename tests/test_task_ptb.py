@@ -78,11 +78,12 @@ def test_missing_empty_malformed_and_open_vocabulary_files_fail_clearly(tmp_path
         load_ptb(tmp_path)
 
 
-def test_missing_data_stops_the_run_before_training(tmp_path):
+def test_missing_data_stops_the_run_before_training(tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
         train(["task=ptb", "optim=sgd", "scale=smoke", f"data.root={tmp_path / 'none'}"], tmp_path / "run")
     assert stop.value.code == 2
-    assert "Penn Treebank not found" in (tmp_path / "run" / "manifest.json").read_text()
+    assert "Penn Treebank not found" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "manifest.json").exists()  # no half-record (experiments/main.py)
 
 
 def test_batchify_makes_contiguous_streams():
@@ -148,6 +149,29 @@ def test_hidden_state_is_carried_across_segments(ptb_root):
         assert total / count == pytest.approx(_full_sequence_nll(model, inputs), rel=1e-5)
 
 
+def test_evaluation_reads_a_fixed_window_or_with_limit_zero_the_whole_splits(ptb_root):
+    from experiments.data.ptb import EOS
+    from experiments.data.subset import stream_window
+
+    corpus = load_ptb(ptb_root)
+    eos = corpus.words.index(EOS)
+    whole, limited = _build(ptb_root, "task.limit_eval_tokens=0"), _build(ptb_root, "task.limit_eval_tokens=40")
+    assert "subset" not in whole.info
+    limited.model.load_state_dict(whole.model.state_dict())
+    for task, limit in ((whole, 0), (limited, 40)):
+        model = task.model.eval()
+        with torch.no_grad():
+            metrics = task.evaluate(model)
+            for split, stream, rows in (("val", corpus.valid, 2), ("test", corpus.test, 1)):
+                window, start = stream_window(stream, limit, eos)
+                assert len(window) == (limit or len(stream)) and (start == 0 or stream[start - 1] == eos)
+                expected = _full_sequence_nll(model, batchify(window, rows))
+                assert metrics[f"{split}_loss"] == pytest.approx(expected, rel=1e-5)
+                if limit:
+                    key = "valid" if split == "val" else split
+                    assert limited.info["subset"][key] == {"used": 40, "of": len(stream), "start": start}
+
+
 def test_awd_lstm_has_the_published_size_and_zaremba_small_its_shape():
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     awd = LSTMLanguageModel(10_000, 400, 1150, 3, tie_weights=True, dropout=0.4, dropouth=0.3, dropouti=0.65,
@@ -198,9 +222,8 @@ def _rows(path: Path) -> list:
 
 @pytest.mark.parametrize("optim", ["sgd", "lookahead_sgd", "lookahead_adam", "polyak_sgd"])
 def test_optimizers_train_through_the_loop(optim, ptb_root, tmp_path):
-    extra = ["optim.lookahead.k=2"] if optim.startswith("lookahead") else []  # a sync within 4 steps
-    m = train(["task=ptb", f"optim={optim}", "scale=smoke", f"data.root={ptb_root}", *extra], tmp_path)
-    assert m["status"] == "completed" and m["steps"] == 4 and m["target_metric"] == "val_ppl"
+    m = train(["task=ptb", f"optim={optim}", "scale=smoke", f"data.root={ptb_root}"], tmp_path)
+    assert m["status"] == "completed" and m["steps"] == 24 and m["target_metric"] == "val_ppl"  # scale/smoke.yaml
     final = m["final"]
     assert final["val_ppl"] == pytest.approx(math.exp(final["val_loss"])) and 1 < final["test_ppl"] < 1e4
     columns = _rows(tmp_path / "metrics.csv")[-1].keys()
@@ -253,3 +276,39 @@ def test_real_ptb_has_the_published_counts():
     corpus = load_ptb(Path(os.environ["LOOKAHEAD_DATA"]) / "ptb")
     assert (len(corpus.train), len(corpus.valid), len(corpus.test)) == (929_589, 73_760, 82_430)
     assert len(corpus.words) == 10_000 and {"<unk>", "<eos>", "N"} <= set(corpus.words)
+
+
+def test_bf16_runs_the_recurrence_in_fp32_and_the_decoder_in_bf16(ptb_root, tmp_path):
+    # oneDNN's bf16 LSTM exists only with AVX512_BF16/AMX; the model keeps nn.LSTM in fp32 under
+    # autocast so that trainer.precision=bf16 runs on every CPU (experiments/models/lstm.py).
+    task = _build(ptb_root)
+    seen = []
+    for rnn in task.model.rnns:
+        rnn.register_forward_hook(lambda mod, inp, out: seen.append((inp[0].dtype, out[0].dtype, inp[1][0].dtype)))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, carry = task.loss(task.model, next(task.train_batches(0, 0)), task.init_carry())
+        logits, _, _ = task.model(next(task.train_batches(0, 0))[0], task.init_carry())
+    loss.backward()
+    assert seen and set(seen) == {(torch.float32, torch.float32, torch.float32)}
+    assert logits.dtype == torch.bfloat16 and carry[0][0].dtype == torch.float32
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in task.model.parameters())
+    m = train(["task=ptb", "optim=lookahead_sgd", "scale=smoke", f"data.root={ptb_root}", "trainer.precision=bf16",
+               "optim.lookahead.k=2"], tmp_path)
+    assert m["status"] == "completed" and math.isfinite(m["final"]["val_ppl"]) and "val_ppl_slow" in m["final"]
+
+
+def test_bf16_step_runs_on_a_cpu_without_native_bf16():
+    # ONEDNN_MAX_CPU_ISA=AVX2 makes oneDNN behave as on an AVX2-only CPU (the AMD EPYC machines),
+    # where a bf16 nn.LSTM fails with "could not create a primitive descriptor".
+    import subprocess
+    import sys
+
+    code = ("import torch; from experiments.models.lstm import LSTMLanguageModel as M; torch.manual_seed(0); "
+            "m = M(50, 8, 8, 2, wdrop=0.5); x = torch.randint(50, (3, 7)); "
+            "ctx = torch.autocast('cpu', dtype=torch.bfloat16)\n"
+            "with ctx: out = m(x, m.init_hidden(3))[0]\n"
+            "out.float().sum().backward(); print(out.dtype)")
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "torch.bfloat16"

@@ -168,6 +168,36 @@ def test_smoke_training(corpus: Path, tmp_path: Path, optim: str) -> None:
     assert info["bleu_decode"].startswith("beam 2") and len(list((tmp_path / "cache").glob("*.model"))) == 1
 
 
+def test_limit_eval_keeps_a_fixed_aligned_subset_of_sentences(corpus: Path, tmp_path: Path) -> None:
+    from omegaconf import OmegaConf
+
+    from conftest import compose
+    from experiments.data.spm import decode
+    from experiments.data.subset import subset_index
+    from experiments.data.translation import load_corpus
+    from experiments.tasks import build_task
+
+    def task(*extra: str):
+        cfg = OmegaConf.to_object(compose(["task=wmt14", "scale=smoke", f"data.root={corpus}",
+                                           f"task.cache_dir={tmp_path / 'cache'}", *extra]))
+        torch.manual_seed(0)
+        return cfg, build_task(cfg, torch.device("cpu"))
+
+    cfg, limited = task("task.limit_eval=5")
+    _, reseeded = task("task.limit_eval=5", "seed=3")
+    _, whole = task("task.limit_eval=0")
+    assert limited.info["subset"]["test"] == {"used": 5, "of": 12} and "subset" not in whole.info
+    model = limited.model.eval()
+    with torch.no_grad():
+        scores = [t.evaluate(model) for t in (limited, reseeded, whole)]
+    assert scores[0] == scores[1] and scores[0]["test_loss"] != scores[2]["test_loss"]  # fixed, and a subset
+    # The selected sentences keep source, target and reference aligned.
+    data = load_corpus(corpus, cfg.task)
+    split = data.test.select(subset_index(len(data.test.refs), 5))
+    assert decode(data.sp, [split.tgt[i] for i in range(5)]) == split.refs
+    assert set(split.refs) <= set(data.test.refs) and len(split.refs) == 5
+
+
 def test_missing_training_data_is_a_data_error(tmp_path: Path) -> None:
     from conftest import compose
     from omegaconf import OmegaConf

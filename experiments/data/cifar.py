@@ -23,6 +23,7 @@ from typing import Dict, List, Tuple
 import numpy as np
 import torch
 
+from experiments.data.subset import subset_index
 from experiments.errors import DataError
 
 LAYOUT = {
@@ -42,6 +43,16 @@ class CifarArrays:
         """Per-channel mean and std of the training images in [0, 1] (normalization constants)."""
         x = self.train_x.double().div_(255)
         return x.mean(dim=(0, 2, 3)).float(), x.std(dim=(0, 2, 3)).float()
+
+    def subset(self, limit_train: int = 0, limit_test: int = 0) -> "CifarArrays":
+        """The fixed, class-stratified subsets of ``limit_train`` training and ``limit_test`` test
+        images (``experiments/data/subset.py``); 0 keeps a split whole, in its order."""
+
+        def take(x: torch.Tensor, y: torch.Tensor, limit: int) -> Tuple[torch.Tensor, torch.Tensor]:
+            index = subset_index(len(y), limit, y)
+            return (x, y) if len(index) == len(y) else (x[index], y[index])  # whole: the arrays themselves
+
+        return CifarArrays(*take(self.train_x, self.train_y, limit_train), *take(self.test_x, self.test_y, limit_test))
 
 
 def _how_to_get(num_classes: int) -> str:

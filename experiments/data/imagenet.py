@@ -38,6 +38,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 
 from experiments import distributed
+from experiments.data.subset import subset_index
 from experiments.errors import DataError
 from experiments.tasks.base import batch_generator
 
@@ -81,11 +82,13 @@ def scan(root: Path, split: str, classes: Optional[Sequence[str]] = None) -> Tup
     return names, samples
 
 
-def spread(samples: List[Sample], limit: int) -> List[Sample]:
-    """``limit`` samples spread evenly over the (class-sorted) list, so every class appears."""
+def limited(samples: List[Sample], limit: int) -> List[Sample]:
+    """The fixed class-stratified subset of ``limit`` samples (``experiments/data/subset.py``);
+    ``limit`` 0 keeps the (class-sorted) list as it is."""
     if limit <= 0 or limit >= len(samples):
         return samples
-    return [samples[i * len(samples) // limit] for i in range(limit)]
+    index = subset_index(len(samples), limit, torch.tensor([label for _, label in samples]))
+    return [samples[i] for i in index.tolist()]
 
 
 def train_transform(size: int, min_scale: float = 0.08) -> T.Compose:
@@ -166,6 +169,8 @@ class ImageNetData:
     classes: List[str]
     train: ImageList
     val: ImageList
+    train_total: int = 0  # images in the split before any limit
+    val_total: int = 0
 
 
 def load_imagenet(root: str | Path, image_size: int, resize_size: int, min_scale: float = 0.08,
@@ -177,5 +182,6 @@ def load_imagenet(root: str | Path, image_size: int, resize_size: int, min_scale
         raise DataError(f"{Path(root) / 'train'} has {len(classes)} class folders but task.num_classes={num_classes}; "
                         f"set task.num_classes={len(classes)} or point data.root at the full dataset")
     _, val = scan(Path(root), "val", classes)
-    return ImageNetData(classes, ImageList(spread(train, limit_train), train_transform(image_size, min_scale)),
-                        ImageList(spread(val, limit_val), eval_transform(image_size, resize_size)))
+    return ImageNetData(classes, ImageList(limited(train, limit_train), train_transform(image_size, min_scale)),
+                        ImageList(limited(val, limit_val), eval_transform(image_size, resize_size)),
+                        train_total=len(train), val_total=len(val))

@@ -34,6 +34,10 @@ class Split:
     tgt: Encoded
     refs: List[str]  # the raw target lines, BLEU's references
 
+    def select(self, index: torch.Tensor) -> "Split":
+        """The sentences ``index`` (in that order), e.g. a fixed subset (experiments/data/subset.py)."""
+        return Split(self.src.select(index), self.tgt.select(index), [self.refs[i] for i in index.tolist()])
+
 
 @dataclass
 class Corpus:

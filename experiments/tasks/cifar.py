@@ -22,15 +22,17 @@ from torch import nn
 from experiments import distributed
 from experiments.config import Config
 from experiments.data.cifar import augment, load_cifar
+from experiments.data.subset import subset_index, subset_info
 from experiments.models.resnet_cifar import build as build_model
 from experiments.tasks.base import Task, batch_generator, image_layout
 
 
 def build(cfg: Config, device: torch.device) -> Task:
     t, bs = cfg.task, cfg.data.batch_size
-    data = load_cifar(cfg.data.root, t.num_classes)
-    train_x, train_y = data.train_x[: t.limit_train or None], data.train_y[: t.limit_train or None]
-    test_x, test_y = data.test_x[: t.limit_test or None], data.test_y[: t.limit_test or None]
+    full = load_cifar(cfg.data.root, t.num_classes)
+    data = full.subset(t.limit_train, t.limit_test)
+    train_x, train_y, test_x, test_y = data.train_x, data.train_y, data.test_x, data.test_y
+    # Normalization constants of the images this run trains on (all of them without a limit).
     mean, std = (s.to(device)[None, :, None, None] for s in data.channel_stats())
     train_x, train_y, test_x, test_y = (a.to(device) for a in (train_x, train_y, test_x, test_y))
     model, layout, memory_format = image_layout(build_model(t.model, t.num_classes, t.width).to(device),
@@ -42,6 +44,10 @@ def build(cfg: Config, device: torch.device) -> Task:
         x = augment(x, g) if g is not None and t.augment else x
         x = (x.float().div_(255) - mean) / std
         return layout(x)
+
+    if hasattr(model, "fit_whitening"):  # airbench: fixed whitening filters from training patches
+        index = subset_index(n, 5000, train_y.cpu()).to(device)
+        model.fit_whitening(prepare(train_x[index], None))
 
     def train_batches(epoch: int, start: int) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
         order = torch.randperm(n, generator=batch_generator(cfg.seed, epoch)).to(device)
@@ -59,23 +65,31 @@ def build(cfg: Config, device: torch.device) -> Task:
         x, y = batch
         return F.cross_entropy(m(x), y), carry
 
-    def evaluate_on(m: nn.Module, max_batches: int = 0) -> dict:
+    ebs = cfg.data.eval_batch_size
+
+    def evaluate_on(m: nn.Module, index: torch.Tensor | None = None) -> dict:
         total, correct, loss_sum = 0, 0, 0.0
-        ebs = cfg.data.eval_batch_size
-        for j, i in enumerate(range(0, len(test_x), ebs)):
-            if max_batches and j >= max_batches:
-                break
-            logits = m(prepare(test_x[i : i + ebs], None)).float()
-            y = test_y[i : i + ebs]
+        xs, ys = (test_x, test_y) if index is None else (test_x[index], test_y[index])
+        for i in range(0, len(xs), ebs):
+            logits = m(prepare(xs[i : i + ebs], None)).float()
+            y = ys[i : i + ebs]
             loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
             correct += (logits.argmax(1) == y).sum().item()
             total += len(y)
         return {"test_loss": loss_sum / total, "test_acc": correct / total}
 
     per_update = cfg.trainer.per_update
+    per_update_evaluate = None
+    if per_update:
+        # A per-update score reads max_batches batches of a fixed class-stratified subset: the
+        # test batch may be class-sorted, so its first batches would hold one or two classes.
+        limit = per_update.max_batches * ebs
+        index = subset_index(len(test_y), limit, test_y.cpu()).to(device) if per_update.max_batches else None
+        per_update_evaluate = lambda m: evaluate_on(m, index)  # noqa: E731
     return Task(
         model=model, steps_per_epoch=steps, train_batches=train_batches, loss=loss,
         evaluate=evaluate_on, target_metric="test_acc", bn_batches=bn_batches, examples_per_batch=bs,
-        per_update_evaluate=(lambda m: evaluate_on(m, per_update.max_batches)) if per_update else None,
-        info={"memory_format": memory_format},
+        per_update_evaluate=per_update_evaluate,
+        info={"memory_format": memory_format, **subset_info(
+            train=(t.limit_train, len(full.train_y)), test=(t.limit_test, len(full.test_y)))},
     )

@@ -22,6 +22,7 @@ from torch import nn
 from experiments import distributed
 from experiments.config import Config
 from experiments.data.imagenet import MEAN, STD, EpochBatches, eval_batches, load_imagenet, loader
+from experiments.data.subset import subset_info
 from experiments.tasks.base import Task, image_layout
 
 
@@ -78,5 +79,6 @@ def build(cfg: Config, device: torch.device) -> Task:
         target_metric="val_acc1", bn_batches=bn_batches, examples_per_batch=bs,
         per_update_evaluate=(lambda m: evaluate_on(m, per_update.max_batches)) if per_update else None,
         info={"classes": len(data.classes), "train_images": len(data.train), "val_images": len(data.val),
-              "memory_format": memory_format},
+              "memory_format": memory_format,
+              **subset_info(train=(t.limit_train, data.train_total), val=(t.limit_val, data.val_total))},
     )

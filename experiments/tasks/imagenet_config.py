@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from experiments.config import TaskConfig
+from experiments.tasks.limits import check_limits
 
 
 @dataclass
@@ -13,6 +14,9 @@ class ImageNetTaskConfig(TaskConfig):
 
     Training images: RandomResizedCrop(``image_size``, scale=(``min_crop_scale``, 1)) + flip;
     validation images: Resize(``resize_size``) + CenterCrop(``image_size``) (single crop).
+    ``limit_train`` / ``limit_val`` > 0 (smoke scale) use a fixed, class-stratified random subset
+    of that many images, the same in every run whatever its seed (``experiments/data/subset.py``;
+    recorded in ``task_info.subset``); 0 uses the whole split.
     """
 
     model: str = "resnet50"  # any torchvision classification model name (resnet50, resnet152, ...)
@@ -20,10 +24,11 @@ class ImageNetTaskConfig(TaskConfig):
     image_size: int = 224
     resize_size: int = 256
     min_crop_scale: float = 0.08  # RandomResizedCrop's smallest area fraction (torchvision default)
-    limit_train: int = 0  # > 0: N training images spread evenly over the sorted list (smoke runs)
-    limit_val: int = 0
+    limit_train: int = 0  # > 0: a fixed stratified subset of N training images (smoke runs); 0: all
+    limit_val: int = 0  # > 0: a fixed stratified subset of N validation images; 0: all
 
     def __post_init__(self) -> None:
+        check_limits(self, "limit_train", "limit_val")
         if not 0 < self.image_size <= self.resize_size:
             raise ValueError(f"Invalid task.image_size={self.image_size!r} / task.resize_size={self.resize_size!r}: "
                              "need 0 < image_size <= resize_size (e.g. 224 and 256)")

@@ -11,7 +11,9 @@ state. Evaluation does the same with fixed segments of ``bptt`` tokens and repor
 every target of the batchified split (validation in ``data.eval_batch_size`` streams, test in
 ``task.test_batch_size`` streams, as AWD-LSTM). Train perplexity is exp(``train_loss``).
 Under DDP the streams of each training batch are split over ranks (the global batch is the
-same for any world size) and every rank evaluates the whole splits.
+same for any world size) and every rank evaluates the whole splits. ``task.limit_eval_tokens``
+(smoke scale) evaluates a fixed window of that many tokens of each split instead, starting at a
+sentence drawn with a constant seed (``experiments/data/subset.py``; ``task_info.subset``).
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from torch import nn
 
 from experiments import distributed
 from experiments.config import Config
-from experiments.data.ptb import batchify, fixed_segments, load_ptb, variable_count, variable_segments
+from experiments.data.ptb import EOS, batchify, fixed_segments, load_ptb, variable_count, variable_segments
+from experiments.data.subset import stream_window, subset_info
 from experiments.models.lstm import LSTMLanguageModel
 from experiments.tasks.base import Task, batch_generator
 
@@ -41,8 +44,12 @@ def build(cfg: Config, device: torch.device) -> Task:
     if bs % world:
         raise ValueError(f"data.batch_size={bs} must be a multiple of the {world} processes (streams per rank)")
     train = batchify(corpus.train, bs)[rank::world].contiguous().to(device)
-    splits = {"val": batchify(corpus.valid, cfg.data.eval_batch_size).to(device),
-              "test": batchify(corpus.test, t.test_batch_size or cfg.data.eval_batch_size).to(device)}
+    # task.limit_eval_tokens: a fixed window of each evaluation stream (experiments/data/subset.py).
+    eos = corpus.words.index(EOS)
+    (valid, valid_at), (test, test_at) = (stream_window(stream, t.limit_eval_tokens, eos)
+                                          for stream in (corpus.valid, corpus.test))
+    splits = {"val": batchify(valid, cfg.data.eval_batch_size).to(device),
+              "test": batchify(test, t.test_batch_size or cfg.data.eval_batch_size).to(device)}
     columns = train.size(1)
     steps = variable_count(columns, t.bptt) if t.variable_bptt else len(fixed_segments(columns, t.bptt))
     model = LSTMLanguageModel(len(corpus.words), t.emb_size, t.hidden_size, t.num_layers, t.tie_weights, t.dropout,
@@ -81,7 +88,10 @@ def build(cfg: Config, device: torch.device) -> Task:
         return out
 
     info = {"vocab_size": len(corpus.words), "tokens": {s: len(getattr(corpus, s)) for s in ("train", "valid", "test")},
-            "steps_per_epoch": steps, "parameters": sum(p.numel() for p in model.parameters())}
+            "steps_per_epoch": steps, "parameters": sum(p.numel() for p in model.parameters()),
+            **subset_info(valid=(t.limit_eval_tokens, len(corpus.valid)), test=(t.limit_eval_tokens, len(corpus.test)))}
+    if "subset" in info:  # where each window starts, in tokens
+        info["subset"]["valid"]["start"], info["subset"]["test"]["start"] = valid_at, test_at
     return Task(model=model, steps_per_epoch=steps, train_batches=train_batches, loss=loss, evaluate=evaluate,
                 target_metric="val_ppl", higher_is_better=False, init_carry=lambda: model.init_hidden(train.size(0)),
                 examples_per_batch=bs * t.bptt, info=info)

@@ -7,6 +7,7 @@ from typing import Dict, Type
 
 from experiments.config import TaskConfig
 from experiments.tasks.imagenet_config import ImageNetTaskConfig
+from experiments.tasks.limits import check_limits
 from experiments.tasks.ptb_config import PTBTaskConfig
 from experiments.tasks.wmt_config import WMTTaskConfig
 
@@ -23,14 +24,36 @@ class NQMTaskConfig(TaskConfig):
 
 @dataclass
 class CifarTaskConfig(TaskConfig):
-    """CIFAR-10/100 image classification (paper §5.1)."""
+    """CIFAR-10/100 image classification (paper §5.1).
+
+    ``limit_train`` / ``limit_test`` > 0 (smoke scale) use a fixed, class-stratified random subset
+    of that many training / test images, the same in every run whatever its seed
+    (``experiments/data/subset.py``; recorded in ``task_info.subset``); the normalization
+    constants are then those of the training subset. 0 uses the whole split, in file order.
+    Under ``protocol=val`` the training set is split first (``val_size``, ``split_seed``), then
+    ``limit_train`` applies to its training part and ``limit_test`` to the validation part too.
+    """
 
     num_classes: int = 10
     model: str = "resnet18"  # resnet18 (paper, Cutout code base) | resnet20 | resnet32 | resnet56
     width: int = 0  # 0: the architecture's own width; otherwise the first stage's channels
     augment: bool = True
-    limit_train: int = 0  # > 0: use only the first N training images (smoke runs)
-    limit_test: int = 0
+    limit_train: int = 0  # > 0: a fixed stratified subset of N training images (smoke runs); 0: all
+    limit_test: int = 0  # > 0: a fixed stratified subset of N test images; 0: all
+    # The validation protocol (top-level protocol=val, conf/protocol/val.yaml) holds out a fixed,
+    # class-stratified split of val_size training images (experiments/data/splits.py; 45k/5k),
+    # evaluated as val_* beside test_*; it depends on split_seed only, never on the run seed.
+    # Under the paper's protocol (the default) both are unused: all 50k train, test is reported.
+    val_size: int = 5000
+    split_seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_limits(self, "limit_train", "limit_test")
+        if self.val_size < 1:
+            raise ValueError(f"Invalid task.val_size: {self.val_size!r}; the number of training images the "
+                             "validation protocol holds out must be positive")
+        if self.split_seed < 0:
+            raise ValueError(f"Invalid task.split_seed: {self.split_seed!r}; use a seed >= 0")
 
 
 TASK_SCHEMAS: Dict[str, Type[TaskConfig]] = {

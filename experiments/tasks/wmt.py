@@ -7,9 +7,11 @@ warmup. Metrics: ``train_loss`` (label-smoothed), teacher-forced ``{val,test}_lo
 ``_ppl`` (per target piece, no smoothing), and ``test_bleu``: detokenised sacreBLEU of the
 decoded test set (beam 4, length penalty 0.6). Intermediate evaluations may decode greedily
 and on a prefix of the test set (``task.eval_decode``, ``task.bleu_max_sentences``); the last
-one always decodes the whole set with ``task.decode``. The task knows which evaluation is the
-last from the step of the last batch it served. The sacreBLEU signature and the vocabulary go
-to ``Task.info`` (the manifest's ``task_info``).
+one always decodes the whole set with ``task.decode``. ``task.limit_eval`` (smoke scale) cuts
+the validation and test sets to a fixed random subset of sentences drawn with a constant seed
+(``experiments/data/subset.py``), for the perplexities and BLEU alike. The task knows which
+evaluation is the last from the step of the last batch it served. The sacreBLEU signature and
+the vocabulary go to ``Task.info`` (the manifest's ``task_info``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from experiments.config import Config
 from experiments.data.batching import collate, token_batches
 from experiments.data.bleu import corpus_bleu
 from experiments.data.spm import PAD
+from experiments.data.subset import subset_index, subset_info
 from experiments.data.translation import load_corpus, translate
 from experiments.models.transformer import Transformer
 from experiments.tasks.base import Task, batch_generator
@@ -34,6 +37,14 @@ from experiments.train import total_steps
 def build(cfg: Config, device: torch.device) -> Task:
     t, ebs = cfg.task, cfg.data.eval_batch_size
     corpus = load_corpus(cfg.data.root, t)
+    # task.limit_eval: the same fixed random sentences of each evaluation split in every run.
+    sizes = {"test": len(corpus.test.refs)}
+    if corpus.valid is not None:
+        sizes["valid"] = len(corpus.valid.refs)
+    if t.limit_eval:
+        corpus.test = corpus.test.select(subset_index(sizes["test"], t.limit_eval))
+        if corpus.valid is not None:
+            corpus.valid = corpus.valid.select(subset_index(sizes["valid"], t.limit_eval))
     src, tgt = corpus.train
     model = Transformer(corpus.sp.get_piece_size(), t.d_model, t.num_layers, t.num_heads, t.ff_size, t.dropout).to(device)
     steps = len(token_batches(src.lengths, tgt.lengths, t.max_tokens))
@@ -78,5 +89,6 @@ def build(cfg: Config, device: torch.device) -> Task:
     tokens = int(tgt.lengths.sum() + len(tgt)) // max(steps, 1)  # target pieces (+eos) per step
     task = Task(model=model, steps_per_epoch=steps, train_batches=train_batches, loss=loss, evaluate=evaluate,
                 target_metric="test_bleu", examples_per_batch=tokens)
-    task.info.update(corpus.info, test_split=t.test_split)
+    task.info.update(corpus.info, test_split=t.test_split,
+                     **subset_info(**{name: (t.limit_eval, n) for name, n in sizes.items()}))
     return task

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from experiments.config import TaskConfig
+from experiments.tasks.limits import check_limits
 
 DECODERS = ("beam", "greedy")
 
@@ -17,6 +18,11 @@ class WMTTaskConfig(TaskConfig):
     ``train.<src>-<tgt>.pt`` tensors written by scripts/data/prepare_wmt14.py). The joint BPE
     model is ``spm_model`` if given, else ``<data.root>/spm.model`` if present, else trained on
     the training text and cached in ``cache_dir``.
+
+    ``limit_eval`` > 0 (smoke scale) keeps a fixed random subset of that many sentences of the
+    validation and of the test split, the same in every run (``experiments/data/subset.py``;
+    recorded in ``task_info.subset``): the perplexities and the final BLEU use those sentences,
+    intermediate BLEU the first ``bleu_max_sentences`` of them. 0 keeps the splits whole.
     """
 
     src_lang: str = "en"
@@ -40,8 +46,10 @@ class WMTTaskConfig(TaskConfig):
     decode: str = "beam"  # beam | greedy, at the final evaluation
     eval_decode: str = "beam"  # beam | greedy, at intermediate evaluations
     bleu_max_sentences: int = 0  # > 0: intermediate evaluations decode only this many test sentences
+    limit_eval: int = 0  # > 0: a fixed random subset of N validation and N test sentences; 0: all
 
     def __post_init__(self) -> None:
+        check_limits(self, "limit_eval")
         for key in ("decode", "eval_decode"):
             if getattr(self, key) not in DECODERS:
                 raise ValueError(f"Invalid task.{key}: {getattr(self, key)!r}; choose one of {', '.join(DECODERS)}")
