@@ -38,6 +38,22 @@ sweep-%: ## run a paper artifact's sweep, e.g. `make sweep-table1_cifar SCALE=cp
 	$(PYTHON) run.py -m +experiment=$* scale=$(SCALE) trainer.threads=$(THREADS) trainer.progress=false \
 	  $(if $(filter-out 1,$(strip $(JOBS))),hydra/launcher=joblib hydra.launcher.n_jobs=$(strip $(JOBS))) $(ARGS)
 
+# Fair-comparison studies (conf/tune/<study>.yaml; README "Fair comparisons"). The study file
+# names its scale; SCALE=... given on the command line or in the environment runs it at another.
+STUDY_ARGS = $(if $(filter command line environment,$(origin SCALE)),--scale $(SCALE))
+
+tune-%: ## run a study's tuning trials, the same budget per arm (relaunching runs only what is missing), e.g. `make tune-cifar10_sgd JOBS=2`
+	$(PYTHON) scripts/study.py tune $* $(STUDY_ARGS) --jobs $(strip $(JOBS)) --threads $(THREADS) $(ARGS)
+
+select-%: ## pick each arm's values from validation scores only -> results/<study>/selected.yaml
+	$(PYTHON) scripts/study.py select $* $(STUDY_ARGS)
+
+final-%: ## run each arm of a study at its selected values on the study's final (paired) seeds
+	$(PYTHON) scripts/study.py final $* $(STUDY_ARGS) --jobs $(strip $(JOBS)) --threads $(THREADS) $(ARGS)
+
+analyze-%: ## a study's paired differences, expected best score vs trials and table.md -> results/<study>/
+	$(PYTHON) scripts/study.py analyze $* $(STUDY_ARGS)
+
 collect: ## turn run directories into tidy tables under results/<artifact>/, then refresh the plan
 	$(PYTHON) scripts/collect.py
 	$(PYTHON) scripts/plan.py

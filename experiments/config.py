@@ -279,8 +279,10 @@ class Config:
     seed: int = 0
     experiment_name: str = "single"
     resume: bool = True
-    # The evaluation protocol (conf/protocol/): "paper" trains on the whole training set and reports
-    # test; "val" holds out a validation split of the training set where the dataset has none.
+    # The evaluation protocol (README "Fair comparisons"): "paper" (the paper's) trains on the whole
+    # training set and reports test; "val" holds out a fixed validation split of the training set
+    # where the dataset has none (CIFAR: task.val_size, task.split_seed; ImageNet: 10 per class)
+    # and logs val_* beside test_*; PTB and Multi30k validate on their own validation files.
     protocol: str = "paper"
     # Fair-comparison studies (conf/tune/, scripts/study.py) label their members; a plain run
     # leaves these at their defaults. ``trial`` >= 0: a tuning trial; -1: not one (a final run).

@@ -144,7 +144,7 @@ def _check_same(previous: Dict[str, Any], resolved: Dict[str, Any], data_print: 
 def _schema_defaults(resolved: Dict[str, Any]) -> Dict[str, Any]:
     """Flattened defaults of the schema this config was validated against (for added options)."""
     from experiments.config import AveragingConfig, Config, LookaheadConfig, OptimConfig
-    from experiments.tasks import TASK_SCHEMAS
+    from experiments.tasks import MODULES, TASK_SCHEMAS
 
     def flat(node: Any, prefix: str) -> Dict[str, Any]:
         tree = OmegaConf.to_container(OmegaConf.structured(node), resolve=False, throw_on_missing=False)
@@ -154,7 +154,8 @@ def _schema_defaults(resolved: Dict[str, Any]) -> Dict[str, Any]:
     out.update(flat(OptimConfig, "optim."))
     out.update(flat(LookaheadConfig, "optim.lookahead."))
     out.update(flat(AveragingConfig, "optim.averaging."))
-    schema = TASK_SCHEMAS.get(str(resolved.get("task", {}).get("name")))
+    name = str(resolved.get("task", {}).get("name"))
+    schema = TASK_SCHEMAS.get(MODULES.get(name, name))  # cifar10/cifar100 -> cifar, wmt14 -> wmt
     if schema is not None:
         out.update(flat(schema, "task."))
     return out

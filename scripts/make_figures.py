@@ -2,7 +2,8 @@
 
     python scripts/make_figures.py [--results results] [--out results/figures] [ARTIFACT ...]
 
-Discovers each `scripts/figures/fig*.py` and `table*.py` module. A module declares `ARTIFACT`
+Discovers each `scripts/figures/fig*.py` and `table*.py` module, and one figure per
+fair-comparison study (`scripts/figures/study.py`). A module declares `ARTIFACT`
 (its name), `SWEEP` (the command that produces its results), `REQUIRES` (result files relative
 to the results folder) and the pure functions `load(results_dir) -> DataFrame`,
 `summarize(df) -> DataFrame` and either `plot(summary) -> (fig, axes)` (written as
@@ -41,6 +42,16 @@ def discover() -> tuple[list[ModuleType], list[str]]:
     return modules, failed
 
 
+def discover_studies() -> tuple[list, list[str]]:
+    """One figure per fair-comparison study (`figures/study.py`, a study per conf/tune/ file)."""
+    package = f"{__package__}.figures" if __package__ else "figures"
+    try:
+        return importlib.import_module(f"{package}.study").artifacts(), []
+    except Exception:
+        traceback.print_exc()
+        return [], ["study"]
+
+
 def _atomic(path: Path, write) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     write(tmp)
@@ -73,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = args.out if args.out is not None else args.results / "figures"
     modules, failed = discover()
+    studies, broken = discover_studies()
+    modules, failed = modules + studies, failed + broken
     for module in modules:
         if args.artifacts and module.ARTIFACT not in args.artifacts:
             continue

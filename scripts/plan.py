@@ -60,6 +60,10 @@ PLAN: Dict[str, List[str]] = {
 }
 SCALE = "cpu"
 DONE = {"completed", "diverged"}
+# The fair-comparison studies of the cpu-scale plan (conf/tune/<study>.yaml; README "Fair
+# comparisons"): each is its tuning trials (arms x budget x tuning seeds) plus its final runs
+# (arms x final seeds), done when results/<study>/trials.csv or final.csv holds them as results.
+STUDIES = ("cifar10_sgd", "cifar10_adamw", "ptb_sgd", "ptb_adam", "multi30k_adam")
 
 
 @dataclass
@@ -80,7 +84,7 @@ class Row:
         return None if self.hours_per_run is None else self.left * self.hours_per_run
 
 
-def _manifests(results: Path) -> List[dict]:
+def _manifests(results: Path, pattern: str = "*/manifests/*.json") -> List[dict]:
     """Committed manifests of one-thread runs that completed in one go (a diverged run stopped
     early and a resumed one paused: neither says what a run costs).
 
@@ -89,7 +93,7 @@ def _manifests(results: Path) -> List[dict]:
     exist: new runs use the faster layout, so only those say what a new run costs.
     """
     out = []
-    for path in sorted(results.glob("*/manifests/*.json")):
+    for path in sorted(results.glob(pattern)):
         m = json.loads(path.read_text())
         if (m.get("status") == "completed" and m.get("threads") == 1 and not m.get("resumed")
                 and m.get("start_time") and m.get("end_time")):
@@ -143,6 +147,49 @@ def plan_row(artifact: str, args: List[str], results: Path, manifests: Sequence[
     return Row(artifact, args, len(jobs), done, None, "no comparable run yet")
 
 
+def study_row(name: str, results: Path, manifests: Sequence[dict],
+              rates: Dict[Tuple[str, str], Tuple[float, int]]) -> Row:
+    """A study's runs (tuning trials + final runs), those done, and their cost per run: the median
+    wall-clock of its own committed one-thread runs, else its epochs at the task's rate."""
+    from scripts.collect_lib.study_spec import load_study
+
+    study = load_study(name)
+    tune = study.tune_members(SCALE)
+    planned = len(tune) + len(study.arms) * len(study.final_seeds)
+    done = 0
+    for table in ("trials.csv", "final.csv"):
+        path = study.results_dir(results, SCALE) / table
+        if path.is_file():
+            done += int(pd.read_csv(path)["status"].isin(DONE).sum())
+    own = [_wall_h(m) for m in _manifests(results, f"{study.results_dir(results, SCALE).name}/manifests/*/*.json")]
+    if own:
+        return Row(name, [], planned, done, statistics.median(own), f"its own runs (n={len(own)})")
+    cfg = compose([*study.common_args(SCALE), *tune[0].overrides])
+    epochs = cfg.trainer.get("epochs")
+    key = (str(cfg.task.name), str(cfg.task.get("model")))
+    if epochs and key in rates:
+        return Row(name, [], planned, done, rates[key][0] * epochs, f"{epochs:g} epochs at the {_name(key)} rate")
+    return Row(name, [], planned, done, None, "no comparable run yet")
+
+
+def render_studies(rows: Sequence[Row]) -> str:
+    lines = ["", "## Fair-comparison studies (conf/tune/)", "",
+             "Each study: tuning trials (the same budget per arm), then each arm at its selected values on "
+             "paired final seeds; runs = trials + final runs.", "",
+             "| study | commands (each skips what is done) | runs | done | left | min per run | core-hours left |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        cmd = (f"`make tune-{r.artifact} JOBS=2 && make select-{r.artifact} && make final-{r.artifact} JOBS=2 "
+               f"&& make analyze-{r.artifact}`")
+        lines.append(f"| {r.artifact} | {cmd} | {r.planned} | {r.done} | {r.left} | "
+                     f"{_fmt(None if r.hours_per_run is None else 60 * r.hours_per_run)} ({r.basis}) | "
+                     f"{_fmt(r.core_hours)} |")
+    known = [r.core_hours for r in rows if r.core_hours is not None]
+    lines += ["", f"Studies left: {sum(r.left for r in rows)} runs, {sum(known):.1f} core-hours, about "
+              f"{sum(known) / 2:.1f} hours with two runs at a time."]
+    return "\n".join(lines) + "\n"
+
+
 def _name(key: Tuple[str, str]) -> str:
     task, model = key
     return task if model == "None" else f"{task}/{model}"
@@ -191,9 +238,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     manifests = _manifests(args.results)
     rates = per_epoch_rates(manifests)
     rows = [plan_row(a, extra, args.results, manifests, rates) for a, extra in PLAN.items()]
+    studies = [study_row(name, args.results, manifests, rates) for name in STUDIES]
     out = args.results / "plan.md"
     tmp = out.with_suffix(".md.tmp")
-    tmp.write_text(render(rows, rates))
+    tmp.write_text(render(rows, rates) + render_studies(studies))
     tmp.replace(out)  # atomic: never a half-written plan
     print(f"wrote {out}")
     return 0

@@ -326,3 +326,12 @@ def test_logger_wandb_on_a_finished_run_replays_its_metrics(tmp_path, monkeypatc
     rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[1:]
     assert logged == [int(r.split(",")[0]) for r in rows]
     assert json.loads((tmp_path / "run" / "manifest.json").read_text())["wandb_id"]
+
+
+def test_added_task_options_are_known_for_every_task_name():
+    from experiments.main import _schema_defaults
+
+    # Task names map to schema modules (cifar10/cifar100 -> cifar, wmt14 -> wmt).
+    assert _schema_defaults({"task": {"name": "cifar10"}})["task.split_seed"] == 0
+    assert "task.limit_eval" in _schema_defaults({"task": {"name": "wmt14"}})
+    assert "task.limit_eval_tokens" in _schema_defaults({"task": {"name": "ptb"}})

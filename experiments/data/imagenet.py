@@ -28,16 +28,18 @@ needs the same Pillow/torchvision versions (resampling code).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 
 from experiments import distributed
+from experiments.data.splits import per_class_split, split_record
 from experiments.data.subset import subset_index
 from experiments.errors import DataError
 from experiments.tasks.base import batch_generator
@@ -171,17 +173,30 @@ class ImageNetData:
     val: ImageList
     train_total: int = 0  # images in the split before any limit
     val_total: int = 0
+    held_out: Optional[ImageList] = None  # protocol=val: val_per_class training images of every class
+    split: Dict[str, Any] = field(default_factory=dict)  # their record (splits.split_record)
 
 
 def load_imagenet(root: str | Path, image_size: int, resize_size: int, min_scale: float = 0.08,
-                  limit_train: int = 0, limit_val: int = 0, num_classes: int = 0) -> ImageNetData:
+                  limit_train: int = 0, limit_val: int = 0, num_classes: int = 0, val_per_class: int = 0,
+                  split_seed: int = 0) -> ImageNetData:
     """Scan ``root/train`` and ``root/val`` (``num_classes > 0``: the class count train/ must have);
-    raises :class:`DataError` naming what is missing."""
+    raises :class:`DataError` naming what is missing. ``val_per_class > 0`` holds that many images
+    of every class out of train (before ``limit_train``; ``limit_val`` limits them too)."""
     classes, train = scan(Path(root), "train")
     if num_classes and len(classes) != num_classes:
         raise DataError(f"{Path(root) / 'train'} has {len(classes)} class folders but task.num_classes={num_classes}; "
                         f"set task.num_classes={len(classes)} or point data.root at the full dataset")
     _, val = scan(Path(root), "val", classes)
+    held_out, split = None, {}
+    if val_per_class:
+        try:
+            kept, out = per_class_split(np.array([label for _, label in train]), val_per_class, split_seed)
+        except ValueError as err:  # a class with too few images
+            raise DataError(f"{Path(root) / 'train'}: cannot hold out task.val_per_class={val_per_class}: {err}") from err
+        split = split_record(kept, out, split_seed, per_class=val_per_class)
+        held_out = ImageList(limited([train[i] for i in out], limit_val), eval_transform(image_size, resize_size))
+        train = [train[i] for i in kept]
     return ImageNetData(classes, ImageList(limited(train, limit_train), train_transform(image_size, min_scale)),
                         ImageList(limited(val, limit_val), eval_transform(image_size, resize_size)),
-                        train_total=len(train), val_total=len(val))
+                        train_total=len(train), val_total=len(val), held_out=held_out, split=split)

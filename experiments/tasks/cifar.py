@@ -5,6 +5,13 @@ Cutout code base, 200 epochs, batch 128, lr x0.2 at epochs 60/120/160, pad-4 cro
 per-channel normalization; final test ("validation") accuracy. ``scale=cpu`` trains a
 ResNet-20 on the same data with a shorter schedule.
 
+Validation protocol (``protocol=val``, README "Fair comparisons"): ``task.val_size`` training
+images (45k/5k) are held out by a fixed, class-stratified split drawn with ``task.split_seed``
+(``experiments/data/splits.py``) before any ``limit_*``; the run trains on the rest, logs
+``val_loss``/``val_acc`` beside ``test_loss``/``test_acc`` at every evaluation, and its target
+metric is ``val_acc``. ``task_info.split`` records the seed, the sizes and the sha256 of the
+held-out indices; ``limit_test`` limits the validation images as it limits the test images.
+
 The whole dataset lives on the run's device as uint8; each step slices a batch from a
 per-epoch permutation and augments it as one tensor, so data loading costs almost nothing and
 every batch is a pure function of (seed, epoch, index).
@@ -21,8 +28,10 @@ from torch import nn
 
 from experiments import distributed
 from experiments.config import Config
-from experiments.data.cifar import augment, load_cifar
+from experiments.data.cifar import CifarArrays, augment, load_cifar
+from experiments.data.splits import split_record, stratified_split
 from experiments.data.subset import subset_index, subset_info
+from experiments.errors import UserError
 from experiments.models.resnet_cifar import build as build_model
 from experiments.tasks.base import Task, batch_generator, image_layout
 
@@ -30,11 +39,23 @@ from experiments.tasks.base import Task, batch_generator, image_layout
 def build(cfg: Config, device: torch.device) -> Task:
     t, bs = cfg.task, cfg.data.batch_size
     full = load_cifar(cfg.data.root, t.num_classes)
+    held_out, split = None, {}
+    if cfg.protocol == "val":  # hold out the validation split first: the same images at every scale
+        if t.val_size >= len(full.train_y):
+            raise UserError(f"task.val_size={t.val_size} leaves none of the {len(full.train_y)} training images "
+                            "to train on; lower task.val_size")
+        train_idx, val_idx = stratified_split(full.train_y.numpy(), t.val_size, t.split_seed)
+        split = split_record(train_idx, val_idx, t.split_seed)
+        train_idx, val_idx = torch.from_numpy(train_idx), torch.from_numpy(val_idx)
+        keep = val_idx[subset_index(len(val_idx), t.limit_test, full.train_y[val_idx])]
+        held_out = (full.train_x[keep], full.train_y[keep])
+        full = CifarArrays(full.train_x[train_idx], full.train_y[train_idx], full.test_x, full.test_y)
     data = full.subset(t.limit_train, t.limit_test)
     train_x, train_y, test_x, test_y = data.train_x, data.train_y, data.test_x, data.test_y
     # Normalization constants of the images this run trains on (all of them without a limit).
     mean, std = (s.to(device)[None, :, None, None] for s in data.channel_stats())
     train_x, train_y, test_x, test_y = (a.to(device) for a in (train_x, train_y, test_x, test_y))
+    val = None if held_out is None else tuple(a.to(device) for a in held_out)
     model, layout, memory_format = image_layout(build_model(t.model, t.num_classes, t.width).to(device),
                                                 cfg.trainer.channels_last)
     n = len(train_x)
@@ -67,16 +88,21 @@ def build(cfg: Config, device: torch.device) -> Task:
 
     ebs = cfg.data.eval_batch_size
 
-    def evaluate_on(m: nn.Module, index: torch.Tensor | None = None) -> dict:
+    def evaluate_split(m: nn.Module, xs: torch.Tensor, ys: torch.Tensor, name: str) -> dict:
         total, correct, loss_sum = 0, 0, 0.0
-        xs, ys = (test_x, test_y) if index is None else (test_x[index], test_y[index])
         for i in range(0, len(xs), ebs):
             logits = m(prepare(xs[i : i + ebs], None)).float()
             y = ys[i : i + ebs]
             loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
             correct += (logits.argmax(1) == y).sum().item()
             total += len(y)
-        return {"test_loss": loss_sum / total, "test_acc": correct / total}
+        return {f"{name}_loss": loss_sum / total, f"{name}_acc": correct / total}
+
+    def evaluate_on(m: nn.Module, index: torch.Tensor | None = None) -> dict:
+        if index is not None:  # a per-update score: the fixed test subset only
+            return evaluate_split(m, test_x[index], test_y[index], "test")
+        out = evaluate_split(m, *val, "val") if val is not None else {}
+        return {**out, **evaluate_split(m, test_x, test_y, "test")}
 
     per_update = cfg.trainer.per_update
     per_update_evaluate = None
@@ -88,8 +114,10 @@ def build(cfg: Config, device: torch.device) -> Task:
         per_update_evaluate = lambda m: evaluate_on(m, index)  # noqa: E731
     return Task(
         model=model, steps_per_epoch=steps, train_batches=train_batches, loss=loss,
-        evaluate=evaluate_on, target_metric="test_acc", bn_batches=bn_batches, examples_per_batch=bs,
+        evaluate=evaluate_on, target_metric="test_acc" if val is None else "val_acc", bn_batches=bn_batches,
+        examples_per_batch=bs,
         per_update_evaluate=per_update_evaluate,
-        info={"memory_format": memory_format, **subset_info(
-            train=(t.limit_train, len(full.train_y)), test=(t.limit_test, len(full.test_y)))},
+        info={"memory_format": memory_format, **split, **subset_info(
+            train=(t.limit_train, len(full.train_y)), test=(t.limit_test, len(full.test_y)),
+            **({} if val is None else {"val": (t.limit_test, t.val_size)}))},
     )

@@ -31,7 +31,8 @@ def build(cfg: Config, device: torch.device) -> Task:
     if bs % world:
         raise ValueError(f"data.batch_size={bs} (the global batch) must be divisible by the {world} ranks")
     data = load_imagenet(cfg.data.root, t.image_size, t.resize_size, t.min_crop_scale, t.limit_train, t.limit_val,
-                         t.num_classes)
+                         t.num_classes, val_per_class=t.val_per_class if cfg.protocol == "val" else 0,
+                         split_seed=t.split_seed)
     if t.model not in torchvision.models.list_models(module=torchvision.models):
         raise ValueError(f"Unknown task.model: {t.model!r}; use a torchvision model name such as resnet50 or resnet152")
     model, layout, memory_format = image_layout(
@@ -44,6 +45,10 @@ def build(cfg: Config, device: torch.device) -> Task:
     workers, pin = cfg.data.num_workers, device.type == "cuda"
     train_loader, val_loader = (loader(data.train, train, workers, pin),
                                 loader(data.val, eval_batches(len(data.val), cfg.data.eval_batch_size), workers, pin))
+    # protocol=val: the held-out training images are val_*, the official validation set test_*.
+    splits = {"val": val_loader} if data.held_out is None else {
+        "val": loader(data.held_out, eval_batches(len(data.held_out), cfg.data.eval_batch_size), workers, pin),
+        "test": val_loader}
 
     def prepare(x: torch.Tensor) -> torch.Tensor:
         x = (x.to(device, non_blocking=True).float() - mean) / std  # uint8 -> ToTensor + Normalize
@@ -64,14 +69,17 @@ def build(cfg: Config, device: torch.device) -> Task:
         return F.cross_entropy(m(batch[0]), batch[1]), carry
 
     def evaluate_on(m: nn.Module, max_batches: int = 0) -> dict:
-        sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss, top-1, top-5, count
-        for x, y in itertools.islice(val_loader, max_batches or None):
-            logits, y = m(prepare(x)).float(), y.to(device, non_blocking=True)
-            hits = logits.topk(min(5, t.num_classes), dim=1).indices == y[:, None]
-            sums += torch.stack([F.cross_entropy(logits, y, reduction="sum"), hits[:, 0].sum(), hits.any(1).sum(),
-                                 torch.tensor(len(y), device=device)]).double()
-        loss_sum, top1, top5, count = distributed.all_sum(sums.tolist(), device)
-        return {"val_loss": loss_sum / count, "val_acc1": top1 / count, "val_acc5": top5 / count}
+        out = {}
+        for name, batches in splits.items():
+            sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss, top-1, top-5, count
+            for x, y in itertools.islice(batches, max_batches or None):
+                logits, y = m(prepare(x)).float(), y.to(device, non_blocking=True)
+                hits = logits.topk(min(5, t.num_classes), dim=1).indices == y[:, None]
+                sums += torch.stack([F.cross_entropy(logits, y, reduction="sum"), hits[:, 0].sum(), hits.any(1).sum(),
+                                     torch.tensor(len(y), device=device)]).double()
+            loss_sum, top1, top5, count = distributed.all_sum(sums.tolist(), device)
+            out.update({f"{name}_loss": loss_sum / count, f"{name}_acc1": top1 / count, f"{name}_acc5": top5 / count})
+        return out
 
     per_update = cfg.trainer.per_update
     return Task(
@@ -79,6 +87,6 @@ def build(cfg: Config, device: torch.device) -> Task:
         target_metric="val_acc1", bn_batches=bn_batches, examples_per_batch=bs,
         per_update_evaluate=(lambda m: evaluate_on(m, per_update.max_batches)) if per_update else None,
         info={"classes": len(data.classes), "train_images": len(data.train), "val_images": len(data.val),
-              "memory_format": memory_format,
+              "memory_format": memory_format, **data.split,
               **subset_info(train=(t.limit_train, data.train_total), val=(t.limit_val, data.val_total))},
     )

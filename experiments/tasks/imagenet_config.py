@@ -26,9 +26,17 @@ class ImageNetTaskConfig(TaskConfig):
     min_crop_scale: float = 0.08  # RandomResizedCrop's smallest area fraction (torchvision default)
     limit_train: int = 0  # > 0: a fixed stratified subset of N training images (smoke runs); 0: all
     limit_val: int = 0  # > 0: a fixed stratified subset of N validation images; 0: all
+    # The validation protocol (protocol=val): val_per_class training images of every class are held
+    # out (experiments/data/splits.py, drawn by split_seed, never the run seed) and evaluated as
+    # val_*; the official validation set, the test set ImageNet results report, is then test_*.
+    val_per_class: int = 10
+    split_seed: int = 0
 
     def __post_init__(self) -> None:
         check_limits(self, "limit_train", "limit_val")
+        if self.val_per_class < 1 or self.split_seed < 0:
+            raise ValueError(f"Invalid task.val_per_class={self.val_per_class!r} / task.split_seed="
+                             f"{self.split_seed!r}: hold out at least one image per class, with a seed >= 0")
         if not 0 < self.image_size <= self.resize_size:
             raise ValueError(f"Invalid task.image_size={self.image_size!r} / task.resize_size={self.resize_size!r}: "
                              "need 0 < image_size <= resize_size (e.g. 224 and 256)")

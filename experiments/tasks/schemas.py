@@ -40,7 +40,7 @@ class CifarTaskConfig(TaskConfig):
     augment: bool = True
     limit_train: int = 0  # > 0: a fixed stratified subset of N training images (smoke runs); 0: all
     limit_test: int = 0  # > 0: a fixed stratified subset of N test images; 0: all
-    # The validation protocol (top-level protocol=val, conf/protocol/val.yaml) holds out a fixed,
+    # The validation protocol (top-level protocol=val) holds out a fixed,
     # class-stratified split of val_size training images (experiments/data/splits.py; 45k/5k),
     # evaluated as val_* beside test_*; it depends on split_seed only, never on the run seed.
     # Under the paper's protocol (the default) both are unused: all 50k train, test is reported.

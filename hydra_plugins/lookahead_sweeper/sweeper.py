@@ -13,6 +13,15 @@ of its batch, with exit 0 when the launcher swallowed it. This sweeper keeps the
 3. at the end one table (member, status, target metric, run directory) is printed and written to
    ``<sweep dir>/sweep_summary.csv``, and the process exits 1 when any member failed.
    ``diverged`` is a result, not a failure.
+
+Explicit members (``hydra.sweeper.members``), for sweeps that are not a grid: a list whose items
+are either a list of overrides or ``{name: NAME, overrides: [...]}``. The members run in the
+given order, each with the command line's overrides first (so a member's value wins), batched
+by ``max_batch_size``; a named member's run directory is ``<sweep dir>/NAME``
+(``hydra.sweep.subdir``) and NAME is its row in the summary. The fair-comparison studies
+(``scripts/study.py``) pass their precomputed trial points this way, so a trial is an ordinary
+member: resumable, skipped once it is a result, fingerprinted. Members exclude grid sweeps
+(``hydra.sweeper.params`` or ``a=1,2`` on the command line): one or the other.
 """
 
 from __future__ import annotations
@@ -23,7 +32,8 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+import re
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -31,6 +41,8 @@ from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
 
 COLUMNS = ("member", "status", "metric", "value", "run_dir", "error")
+# A member's name is a directory name and is quoted in a Hydra override: no quotes, slashes, spaces.
+MEMBER_NAME = re.compile(r"[A-Za-z0-9_.=,+@-]+")
 
 
 def _explain(err: BaseException) -> str:
@@ -42,11 +54,24 @@ def _explain(err: BaseException) -> str:
 
 
 class LookaheadSweeper(BasicSweeper):
+    def __init__(self, max_batch_size: Optional[int], params: Optional[Dict[str, str]] = None,
+                 members: Optional[Sequence[Any]] = None) -> None:
+        super().__init__(max_batch_size, params)
+        self.members = _parse_members(members)
+        self.names: Dict[Tuple[str, ...], str] = {}
+
     def sweep(self, arguments: List[str]) -> Any:
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None
-        params = self._parse_config() + list(arguments)
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
-        self.overrides = self.split_arguments(parser.parse_overrides(params), self.max_batch_size)
+        if self.members is not None:
+            try:
+                self.overrides = self._member_batches(parser, list(arguments))
+            except ValueError as err:  # a usage error: one line, exit 2, as for a single run
+                print(f"error: {err}", file=sys.stderr)
+                sys.exit(2)
+        else:
+            params = self._parse_config() + list(arguments)
+            self.overrides = self.split_arguments(parser.parse_overrides(params), self.max_batch_size)
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
@@ -77,10 +102,29 @@ class LookaheadSweeper(BasicSweeper):
             sys.exit(1)
         return returns
 
+    def _member_batches(self, parser: OverridesParser, arguments: List[str]) -> List[List[List[str]]]:
+        """The explicit members as jobs (command-line overrides first), in batches."""
+        sweeps = [o.input_line for o in parser.parse_overrides(arguments) if o.is_sweep_override()]
+        if self.params or sweeps:
+            raise ValueError("hydra.sweeper.members runs the listed members only; drop the grid "
+                             f"({', '.join(sweeps) or 'hydra.sweeper.params'}) or the members")
+        jobs = []
+        for name, overrides in self.members or []:
+            job = arguments + list(overrides)
+            if name is not None:  # its run directory, named by the member (quoted: it holds = and ,)
+                job.append(f"hydra.sweep.subdir='{name}'")
+                self.names[tuple(job)] = name
+            jobs.append(job)
+        size = self.max_batch_size or len(jobs) or 1
+        return [jobs[i : i + size] for i in range(0, len(jobs), size)]
+
     # --- one member --------------------------------------------------------------------------
 
     def _member(self, job: Sequence[str]) -> str:
         from hydra._internal.config_loader_impl import get_overrides_dirname
+
+        if tuple(job) in self.names:
+            return self.names[tuple(job)]
 
         parsed = [o for o in OverridesParser.create().parse_overrides(list(job)) if not o.is_hydra_override()]
         conf = self.config.hydra.job.config.override_dirname
@@ -132,6 +176,37 @@ class LookaheadSweeper(BasicSweeper):
         tmp = sweep_dir / f".sweep_summary.csv.{os.getpid()}.tmp"
         tmp.write_text(buffer.getvalue())
         os.replace(tmp, sweep_dir / "sweep_summary.csv")
+
+
+def _parse_members(members: Optional[Sequence[Any]]) -> Optional[List[Tuple[Optional[str], List[str]]]]:
+    """``hydra.sweeper.members`` as ``[(name or None, overrides)]``; None when not given."""
+    if members is None:
+        return None
+    if isinstance(members, str) or hasattr(members, "keys") or not hasattr(members, "__iter__"):
+        raise ValueError(f"hydra.sweeper.members must be a list of members, got {members!r}")
+    out: List[Tuple[Optional[str], List[str]]] = []
+    seen = set()
+    for i, item in enumerate(members):
+        if hasattr(item, "keys"):  # {name: ..., overrides: [...]}
+            extra = set(item.keys()) - {"name", "overrides"}
+            if extra or "overrides" not in item:
+                raise ValueError(f"hydra.sweeper.members[{i}]: give name and overrides (got keys "
+                                 f"{', '.join(map(str, item.keys()))})")
+            name, overrides = item.get("name"), item["overrides"]
+            if name is not None:
+                name = str(name)
+                if not MEMBER_NAME.fullmatch(name) or name in (".", ".."):
+                    raise ValueError(f"hydra.sweeper.members[{i}]: name {name!r} must be a directory name of "
+                                     "letters, digits and _.=,+@-")
+                if name in seen:
+                    raise ValueError(f"hydra.sweeper.members: two members are named {name!r}")
+                seen.add(name)
+        else:
+            name, overrides = None, item
+        if isinstance(overrides, str) or not all(isinstance(o, str) for o in overrides):
+            raise ValueError(f"hydra.sweeper.members[{i}]: overrides must be a list of strings (KEY=VALUE)")
+        out.append((name, [str(o) for o in overrides]))
+    return out
 
 
 def _read_manifest(path: Path) -> Optional[Dict[str, Any]]:

@@ -141,15 +141,20 @@ def collect(runs_dir: Path, results_dir: Path, artifacts: Optional[List[str]] = 
     and left out unless ``any_artifact``; ``scales=None`` takes every scale.
     """
     grouped = group_by_artifact(find_runs(runs_dir))
+    # Fair-comparison studies (conf/tune/) have tables of their own (study_report.py).
+    from .study_report import collect_study
+    from .study_spec import declared_studies
+
+    studies = {name: grouped.pop(name) for name in declared_studies() if name in grouped}
     if not any_artifact:
         known = declared if declared is not None else declared_artifacts()
         for name in [a for a in grouped if a not in known]:
             print(f"skip {name}: not an artifact of conf/experiment/ ({len(grouped[name])} runs)", file=sys.stderr)
             del grouped[name]
-    missing = [a for a in artifacts or [] if a not in grouped]
+    missing = [a for a in artifacts or [] if a not in grouped and a not in studies]
     if missing:
         raise ValueError(f"No runs of {', '.join(missing)} under {runs_dir}; "
-                         f"found: {', '.join(grouped) or 'none'} (run `make sweep-{missing[0]}` first)")
+                         f"found: {', '.join([*grouped, *studies]) or 'none'} (run `make sweep-{missing[0]}` first)")
     paper = pd.read_csv(paper_path) if paper_path is not None and Path(paper_path).exists() else None
     written = {}
     for artifact, members in grouped.items():
@@ -160,4 +165,7 @@ def collect(runs_dir: Path, results_dir: Path, artifacts: Optional[List[str]] = 
         counts = ", ".join(f"{n} {s}" for s, n in sorted(_counts(excluded).items()))
         print(f"{artifact}: {len(keep)} runs tabulated{'; not tabulated: ' + counts if counts else ''}; "
               f"{provenance_line(keep)}", file=sys.stderr)
+    for name, members in studies.items():
+        if not artifacts or name in artifacts:
+            written[name] = collect_study(name, members, results_dir, scales)
     return written

@@ -1,0 +1,125 @@
+"""One figure per fair-comparison study (conf/tune/<study>.yaml), from `scripts/study.py analyze`.
+
+Three panels, from the study's tables under `results/<study>/`:
+
+(a) the expected best validation score against the number of trials n = 1..N per arm
+    (`expected_max.csv`: the unbiased estimator of Dodge et al., +-1 std band of the best of n);
+    an arm whose curve rises faster needs fewer trials (the paper's "less tuning" claim);
+(b) the validation score of every trial against its lr per arm (`trials.csv`: sensitivity);
+    diverged trials are the crosses on the bottom edge;
+(c) the paired per-seed difference (arm minus baseline) of the study's headline metric (the first
+    of its `report`) with its Student-t 95% interval (thick) and bootstrap 95% interval (thin)
+    (`paired.csv`), n in the label, zero marked.
+
+`make figures` builds one per study whose results exist (registered by scripts/make_figures.py,
+not discovered as a fig*.py module: there is one figure per study file).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import List
+
+import numpy as np
+import pandas as pd
+
+from . import _style
+
+ROOT = Path(__file__).resolve().parents[2]
+TUNE_DIR = ROOT / "conf" / "tune"
+FALLBACK = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9")
+
+
+def _percent(metric: str) -> bool:
+    return "_acc" in metric
+
+
+def load_study(results_dir: Path, study: str) -> pd.DataFrame:
+    """The study's trials, expected-best curve and paired differences, one frame (column `panel`)."""
+    base = Path(results_dir) / study
+    parts = [pd.read_csv(base / name).assign(panel=panel)
+             for name, panel in (("trials.csv", "trials"), ("expected_max.csv", "expected"), ("paired.csv", "paired"))]
+    return pd.concat(parts, ignore_index=True)
+
+
+def summarize(df: pd.DataFrame) -> pd.DataFrame:
+    """The tables are summaries already; keep the headline metric's paired rows only."""
+    paired = df[df["panel"] == "paired"]
+    headline = paired["metric"].iloc[0] if len(paired) else None
+    return df[(df["panel"] != "paired") | (df["metric"] == headline)].reset_index(drop=True)
+
+
+def _colors(df: pd.DataFrame) -> dict:
+    """arm -> colour: its optimizer's (conf/optim name), lighter for a second arm of the same one."""
+    trials = df[df["panel"] == "trials"].drop_duplicates("arm")
+    out, seen = {}, {}
+    for i, (arm, optim) in enumerate(zip(trials["arm"], trials["optim"])):
+        try:
+            _style.color(str(optim))
+            out[arm] = _style.tint(str(optim), 1.0 - 0.45 * seen.get(optim, 0))
+        except ValueError:  # an optimizer without a fixed style
+            out[arm] = FALLBACK[i % len(FALLBACK)]
+        seen[optim] = seen.get(optim, 0) + 1
+    return out
+
+
+def plot(summary: pd.DataFrame):
+    """(a) expected best vs trials, (b) score vs lr, (c) paired differences; returns (fig, axes)."""
+    fig, (ax_a, ax_b, ax_c) = _style.new_figure(3, "triple")
+    trials, expected = summary[summary["panel"] == "trials"], summary[summary["panel"] == "expected"]
+    paired = summary[summary["panel"] == "paired"]
+    metric = str(expected["metric"].iloc[0])
+    scale = 100.0 if _percent(metric) else 1.0
+    colors = _colors(summary)
+    for arm, g in expected.groupby("arm", sort=False):
+        g = g.sort_values("n")
+        y, s = scale * g["expected_best"].to_numpy(float), scale * g["std"].to_numpy(float)
+        ax_a.plot(g["n"], y, marker="o", color=colors.get(arm), label=f"{arm} (N={int(g['budget'].iloc[0])})")
+        ax_a.fill_between(g["n"], y - s, y + s, color=colors.get(arm), alpha=0.15, lw=0)
+    ax_a.set(xlabel="trials n", ylabel=f"expected best {metric}" + (" (%)" if scale != 1 else ""),
+             title="(a) expected best of n trials (±1 std)")
+    ax_a.xaxis.get_major_locator().set_params(integer=True)
+    ax_a.legend()
+    for arm, g in trials.groupby("arm", sort=False):
+        ok = g[~g["diverged"].astype(bool) & g["score"].notna()]
+        ax_b.scatter(ok["optim.lr"], scale * ok["score"], color=colors.get(arm), s=14, label=arm)
+        bad = g[g["diverged"].astype(bool)]
+        if len(bad):
+            ax_b.scatter(bad["optim.lr"], np.zeros(len(bad)), marker="x", color=colors.get(arm), s=18,
+                         transform=ax_b.get_xaxis_transform(), clip_on=False)
+    lrs = trials["optim.lr"].dropna()
+    if len(lrs):  # every trial in view, the diverged ones too (drawn in axis units, not autoscaled)
+        ax_b.set_xlim(lrs.min() / 1.3, lrs.max() * 1.3)
+    ax_b.set(xscale="log", xlabel="lr", ylabel=f"{metric}" + (" (%)" if scale != 1 else ""),
+             title="(b) every trial (× diverged)")
+    ax_b.legend()
+    head = str(paired["metric"].iloc[0]) if len(paired) else metric
+    hscale = 100.0 if _percent(head) else 1.0
+    for i, (_, r) in enumerate(paired.iterrows()):
+        mean = hscale * r["mean_diff"]
+        ax_c.errorbar(mean, i, xerr=[[mean - hscale * r["t_low"]], [hscale * r["t_high"] - mean]], fmt="o",
+                      color=colors.get(r["arm"]), capsize=3, lw=1.6)
+        ax_c.errorbar(mean, i - 0.15, xerr=[[mean - hscale * r["boot_low"]], [hscale * r["boot_high"] - mean]],
+                      fmt="none", color=colors.get(r["arm"]), capsize=2, lw=0.8)
+    ax_c.axvline(0.0, color="black", lw=0.8)
+    ax_c.set_ylim(len(paired) - 0.5, -0.5)  # first comparison on top
+    labels = [f"{r['arm']} − {r['baseline']}\n(n={int(r['n'])})" for _, r in paired.iterrows()]
+    ax_c.set_yticks(range(len(paired)), labels)
+    ax_c.set(xlabel=f"paired difference in {head}" + (" (pp)" if hscale != 1 else ""),
+             title="(c) 95% CI: t (thick), bootstrap (thin)")
+    study = str(trials["study"].iloc[0])
+    _style.title(fig, f"Study {study}: tuned with an equal budget per arm, selected on validation only", trials)
+    return fig, np.array([ax_a, ax_b, ax_c])
+
+
+def artifacts(tune_dir: Path = TUNE_DIR) -> List[SimpleNamespace]:
+    """One make_figures module per declared study (load -> summarize -> plot)."""
+    out = []
+    for path in sorted(Path(tune_dir).glob("*.yaml")):
+        name = path.stem
+        out.append(SimpleNamespace(
+            ARTIFACT=name, SWEEP=f"make tune-{name} select-{name} final-{name} analyze-{name}",
+            REQUIRES=[f"{name}/trials.csv", f"{name}/expected_max.csv", f"{name}/paired.csv"],
+            load=lambda results_dir, name=name: load_study(results_dir, name), summarize=summarize, plot=plot))
+    return out
