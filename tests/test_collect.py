@@ -184,3 +184,17 @@ def test_the_ptb_grid_table_puts_each_k_alpha_beside_the_inner_optimizer_alone()
     assert table.loc[("LA(SGD) k = 10, alpha = 0.8", "validation"), "mean"] == 119.0
     assert table.loc[("LA(SGD) k = 5, alpha = 0.8", "test"), "n"] == 0
     assert table.loc[("Adam (Lookahead off)", "test"), "n_runs"] == 0
+
+
+def test_a_paired_artifact_gets_per_seed_differences_with_intervals():
+    from scripts.collect_lib.paired_artifact import PairedSpec, paired_table, render
+
+    spec = PairedSpec("trainer.precision", "fp32", "bf16", ("final_test_acc",), "parity")
+    runs = pd.DataFrame({"trainer.precision": ["fp32"] * 3 + ["bf16"] * 3, "seed": [0, 1, 2] * 2,
+                         "final_test_acc": [0.80, 0.81, 0.79, 0.81, 0.83, 0.80]})
+    row = paired_table(spec, runs).iloc[0]
+    # d = (0.01, 0.02, 0.01): mean 0.01333, sd 0.005774, t_{0.975,2} = 4.302653 -> half-width 0.014342.
+    assert row["n"] == 3 and row["mean_diff"] == pytest.approx(0.0133333, rel=1e-5)
+    assert (row["t_low"], row["t_high"]) == pytest.approx((0.0133333 - 0.0143422, 0.0133333 + 0.0143422), rel=1e-4)
+    assert not row["supported"]  # the t interval reaches below zero
+    assert "| final_test_acc | 3 |" in render(spec, paired_table(spec, runs), "3 runs")

@@ -17,6 +17,8 @@ from typing import Dict, Iterable, List, Optional, Sequence
 
 import pandas as pd
 
+from .paired_artifact import PAIRED, paired_table
+from .paired_artifact import render as render_paired
 from .paper import SPECS, build_table, render_markdown
 from .records import Run, find_runs
 from .tidy import curves_table, runs_table, summary_table
@@ -112,6 +114,10 @@ def collect_artifact(artifact: str, runs: List[Run], out_dir: Path,
             counts = ", ".join(f"{n} {s}" for s, n in sorted(_counts(excluded).items()))
             note += f" Not tabulated: {counts} (excluded.csv)."
         files["table.md"] = render_markdown(SPECS[artifact], table, runs_df) + note + "\n"
+    if artifact in PAIRED:
+        paired = paired_table(PAIRED[artifact], runs_df)
+        files["paired.csv"] = _csv(paired)
+        files["paired.md"] = render_paired(PAIRED[artifact], paired, provenance_line(runs))
     for run in runs:
         files[f"manifests/{run.run_id}.json"] = (run.path / "manifest.json").read_text()
         if (run.path / "git.diff").is_file():
