@@ -25,6 +25,7 @@ class Progress:
     loss_count: int = 0
     best: Optional[float] = None
     final: dict = field(default_factory=dict)
+    eval_time_s: float = 0.0  # wall-clock of evaluations so far (time_s leaves them out); across resumes
 
 
 def save(path: Path, task: Task, opt: Optimizers, scheduler: Any, progress: Progress, carry: Any) -> None:

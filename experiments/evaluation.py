@@ -21,7 +21,16 @@ between syncs phi does not move, so with ``keep`` its per-update score moves onl
 statistics the fast weights' steps update, and ``both`` shows phi's own score beside it. Each
 re-estimation costs ``trainer.bn_batches`` forward passes, once per update in the window.
 
-Evaluation runs under a forked RNG so it never changes the training trajectory.
+Evaluation runs under a forked RNG so it never changes the training trajectory, and in the
+run's precision (the autocast dtype training uses, ``experiments.runtime.autocast_dtype``), so
+a bf16 run is scored by the network it trains and its evaluation gets bf16's speed too.
+
+Right after a sync (every k-th step) theta = phi bit for bit. With ``keep`` statistics the slow
+evaluation would then repeat the fast one on the same weights and buffers, so the fast metrics
+are reused as the ``_slow`` columns (identical values, half the evaluation cost at those
+points). A recomputed-statistics variant (``_slow`` under ``recompute``, ``_slow_bn`` under
+``both``) is always evaluated: its buffers differ from the running ones. Polyak's average is a
+separate model with its own averaged buffers and is always evaluated once averaging started.
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import itertools
-from typing import Dict, Iterator
+from typing import Dict, Iterator, List
 
 import torch
 from torch import nn
@@ -37,6 +46,7 @@ from torch.optim.swa_utils import update_bn
 
 from experiments.config import TrainerConfig
 from experiments.optim import Optimizers
+from experiments.runtime import autocast_dtype
 from experiments.tasks.base import Task
 
 Metrics = Dict[str, float]
@@ -75,18 +85,30 @@ def _run(task: Task, model: nn.Module, per_update: bool) -> Metrics:
         model.train(was_training)
 
 
+def _same(params: List[torch.Tensor], saved: List[torch.Tensor]) -> bool:
+    return all(torch.equal(p, q) for p, q in zip(params, saved))
+
+
 def evaluate(task: Task, opt: Optimizers, cfg: TrainerConfig, per_update: bool = False) -> Metrics:
     """Evaluate what the run reports, plus the fast/slow/averaged variants as columns."""
     model = task.model
-    with torch.random.fork_rng(devices=[]):
+    device = next(model.parameters()).device
+    amp = autocast_dtype(cfg, device)
+    with torch.random.fork_rng(devices=[]), torch.autocast(device.type, dtype=amp, enabled=amp is not None):
         if opt.lookahead:
             out: Metrics = {}
+            fast = None
             if cfg.eval_fast or per_update:
-                out.update(_suffix(_run(task, model, per_update), "_fast"))
+                fast = _run(task, model, per_update)
+                out.update(_suffix(fast, "_fast"))
             recompute = cfg.slow_bn in ("recompute", "both") and task.bn_batches is not None
+            keep = cfg.slow_bn != "recompute" or not recompute  # the running-statistics variant is wanted
+            params = [p for group in opt.optimizer.param_groups for p in group["params"]]
+            # theta, to tell inside slow_weights() whether phi equals it (right after a sync).
+            theta = [p.detach().clone() for p in params] if keep and fast is not None else None
             with opt.optimizer.slow_weights():
-                if cfg.slow_bn != "recompute" or not recompute:
-                    slow = _run(task, model, per_update)
+                if keep:
+                    slow = fast if theta is not None and _same(params, theta) else _run(task, model, per_update)
                     out.update(_suffix(slow, "_slow"))
                 if recompute:
                     with recomputed_bn(model, task, cfg.bn_batches):

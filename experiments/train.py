@@ -139,14 +139,12 @@ def fit(cfg: Config, task: Task, opt: Optimizers, run_dir: Path, sinks: Sequence
         if rank == 0:
             checkpoint.save(ckpt, task, opt, scheduler, progress, carry)
 
-    eval_time = [0.0]  # seconds spent in evaluate() by this process (time_s leaves it out)
-
     def timed_evaluate(per_update: bool = False) -> Dict[str, float]:
         start = time.perf_counter()
         try:
             return evaluate(task, opt, t, per_update=per_update)
         finally:
-            eval_time[0] += time.perf_counter() - start
+            progress.eval_time_s += time.perf_counter() - start
 
     bar = tqdm(total=n_steps, initial=progress.step, disable=not t.progress or rank != 0, dynamic_ncols=True,
                leave=False)
@@ -217,5 +215,6 @@ def fit(cfg: Config, task: Task, opt: Optimizers, run_dir: Path, sinks: Sequence
     return {"status": status, "final": progress.final, "best": progress.best, "steps": progress.step,
             "signal": stop.signum or (signal.SIGTERM if status == "interrupted" else None), "time_s": progress.time_s,
             "resumed_from": resumed_from,
-            # This process's evaluation and fit() wall time (a resumed run's count from the resume).
-            "eval_time_s": eval_time[0], "wall_s": time.perf_counter() - wall_start}
+            # Evaluation wall time of the whole run (kept across resumes in the checkpoint) and this
+            # process's fit() wall time.
+            "eval_time_s": progress.eval_time_s, "wall_s": time.perf_counter() - wall_start}

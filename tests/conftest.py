@@ -33,3 +33,25 @@ def train(overrides: Iterable[str], run_dir: Path):
     overrides = list(overrides)
     execute(compose(overrides), run_dir, overrides)
     return json.loads((run_dir / "manifest.json").read_text())
+
+
+def sigterm_at_step(build, call: int):
+    """Wrap a task builder so that SIGTERM arrives during the ``call``-th training step, as a
+    scheduler would send it; the loop then checkpoints and stops with status ``interrupted``."""
+    import os
+    import signal
+
+    def patched(cfg, device):
+        task = build(cfg, device)
+        loss, calls = task.loss, [0]
+
+        def loss_then_signal(model, batch, carry):
+            calls[0] += 1
+            if calls[0] == call:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return loss(model, batch, carry)
+
+        task.loss = loss_then_signal
+        return task
+
+    return patched

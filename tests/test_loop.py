@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import experiments.tasks as tasks
-from conftest import train
+from conftest import sigterm_at_step, train
 from fakes import write_cifar
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,22 +36,7 @@ def _rows(path: Path) -> list:
 
 def _stop_at(monkeypatch, call: int) -> None:
     """Deliver SIGTERM to ourselves during the ``call``-th training step."""
-    build = tasks.build_task
-
-    def patched(cfg, device):
-        task = build(cfg, device)
-        loss, calls = task.loss, [0]
-
-        def loss_then_signal(model, batch, carry):
-            calls[0] += 1
-            if calls[0] == call:
-                os.kill(os.getpid(), signal.SIGTERM)
-            return loss(model, batch, carry)
-
-        task.loss = loss_then_signal
-        return task
-
-    monkeypatch.setattr(tasks, "build_task", patched)
+    monkeypatch.setattr(tasks, "build_task", sigterm_at_step(tasks.build_task, call))
 
 
 @pytest.mark.parametrize("optim", ["lookahead_sgd", "polyak_sgd", "lookahead_adam"])

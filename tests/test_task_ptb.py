@@ -6,7 +6,6 @@ import copy
 import csv
 import math
 import os
-import signal
 from pathlib import Path
 from typing import List
 
@@ -16,7 +15,7 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 
 import experiments.tasks as tasks
-from conftest import compose, train
+from conftest import sigterm_at_step, compose, train
 from experiments.data.ptb import batchify, fixed_segments, load_ptb, variable_segments
 from experiments.errors import DataError
 from experiments.models.lstm import LSTMLanguageModel, embedding_dropout, locked_dropout
@@ -236,23 +235,8 @@ def test_resume_mid_epoch_restores_the_carried_state(ptb_root, tmp_path, monkeyp
     args = ["task=ptb", "optim=lookahead_sgd", "scale=smoke", f"data.root={ptb_root}", "optim.lookahead.k=3",
             "trainer.max_steps=8", "trainer.log_every=1", "trainer.checkpoint_every=1"]
     whole = train(args, tmp_path / "whole")
-    build_task, calls = tasks.build_task, [0]
-
-    def stopping(cfg, device):
-        task = build_task(cfg, device)
-        loss = task.loss
-
-        def loss_then_signal(model, batch, carry):
-            calls[0] += 1
-            if calls[0] == 5:
-                os.kill(os.getpid(), signal.SIGTERM)
-            return loss(model, batch, carry)
-
-        task.loss = loss_then_signal
-        return task
-
     with monkeypatch.context() as m:
-        m.setattr(tasks, "build_task", stopping)
+        m.setattr(tasks, "build_task", sigterm_at_step(tasks.build_task, 5))
         with pytest.raises(SystemExit):
             train(args, tmp_path / "cut")
     resumed = train(args, tmp_path / "cut")

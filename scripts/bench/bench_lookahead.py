@@ -33,7 +33,9 @@ from pathlib import Path
 
 import torch
 
+from experiments.runtime import cpu_flags
 from lookahead import Lookahead
+from machine import FLAGS
 
 MODELS = {"resnet50": ("bottleneck", [3, 4, 6, 3]), "resnet18": ("basic", [2, 2, 2, 2])}
 
@@ -210,7 +212,8 @@ def machine(device: torch.device, threads: int) -> str:
         cpu = names[0] if names else cpu
     gpu = f", GPU {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    return (f"CPU {cpu} ({os.cpu_count()} cores){gpu}; torch {torch.__version__}; {threads} threads; "
+    flags = " ".join(f for f in FLAGS if f in cpu_flags()) or "none of interest"
+    return (f"CPU {cpu} ({os.cpu_count()} cores, flags {flags}){gpu}; torch {torch.__version__}; {threads} threads; "
             f"{platform.platform()}; {date}")
 
 

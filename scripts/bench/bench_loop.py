@@ -16,6 +16,7 @@ Writes ``results/bench/loop_<device>.csv`` and ``.md``.
 from __future__ import annotations
 
 import argparse
+import csv
 import statistics
 import tempfile
 import time
@@ -25,6 +26,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
+import machine
 from experiments import runtime, sweep
 from experiments.optim import build_optimizer
 from experiments.tasks import build_task
@@ -46,10 +48,19 @@ def suite_step_time(cfg, device: torch.device) -> float:
     task = build_task(cfg, device)
     opt = build_optimizer(cfg.optim, task.model)
     with tempfile.TemporaryDirectory() as d:
-        fit(cfg, task, opt, Path(d))
-        rows = [line.split(",") for line in Path(d, "metrics.csv").read_text().splitlines()[1:]]
+        result = fit(cfg, task, opt, Path(d))
+        # fit() turns SIGTERM/SIGINT into status "interrupted" and a bad loss into "diverged";
+        # either leaves too few rows to time, so say what happened instead of dividing by zero.
+        if result["status"] != "completed":
+            raise SystemExit(f"bench_loop: the suite run ended with status {result['status']!r} at step "
+                             f"{result['steps']} of {cfg.trainer.max_steps}; no timing recorded")
+        with open(Path(d, "metrics.csv"), newline="") as f:
+            rows = list(csv.DictReader(f))
+        if len(rows) < 2 or int(rows[-1]["step"]) <= int(rows[0]["step"]):
+            raise SystemExit(f"bench_loop: the suite run logged {len(rows)} row(s); need --steps >= 1 "
+                             "to time steps after the 2 warm-up steps")
         first, last = rows[0], rows[-1]  # logged at step 2 (after warm-up) and at the end
-        return (float(last[2]) - float(first[2])) / (int(last[0]) - int(first[0]))
+        return (float(last["time_s"]) - float(first["time_s"])) / (int(last["step"]) - int(first["step"]))
 
 
 def bare_step_time(cfg, device: torch.device, steps: int) -> float:
@@ -88,6 +99,7 @@ def main() -> None:
     nchw = compose(args, args.steps, args.optim, channels_last=False)
     device = runtime.select_device(cfg.trainer)
     threads = runtime.configure(cfg.trainer, 0, device)
+    info = machine.describe()
     suite, bare, bare_nchw = [], [], []
     for _ in range(args.reps):  # interleaved so drifts in machine load hit all alike
         suite.append(suite_step_time(cfg, device))
@@ -105,7 +117,8 @@ def main() -> None:
         f"{v},{t:.6f},{1 / t:.3f},{args.batch_size / t:.1f},{args.reps},{args.steps}\n" for v, t in rows))
     md = [f"# Training-loop overhead ({args.task}, {cfg.task.model}, batch {args.batch_size})", "",
           f"Machine: {desc}; torch {torch.__version__}; {stamp}; median of {args.reps} interleaved "
-          f"repetitions of {args.steps} steps.", "", "| variant | step (ms) | steps/s | images/s |", "|---|---|---|---|"]
+          f"repetitions of {args.steps} steps.", "", machine.header(info), "",
+          "| variant | step (ms) | steps/s | images/s |", "|---|---|---|---|"]
     md += [f"| {v} | {t * 1e3:.1f} | {1 / t:.2f} | {args.batch_size / t:.0f} |" for v, t in rows]
     md += ["", f"Suite speed / bare speed: **{b / s:.3f}** (target >= 0.95). "
            f"NHWC / NCHW bare speed: {b_nchw / b:.2f}x."]
