@@ -165,10 +165,6 @@ FIELDS = ["kind", "task", "model", "precision", "compile", "dtype", "threads", "
           "run_gain_pct"]
 
 
-def _fmt(v: Any) -> str:
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
-
-
 def write(rows: List[Dict[str, Any]], info: Dict[str, Any], args: argparse.Namespace, out: Path) -> str:
     machine.write_csv(rows, FIELDS, out.with_suffix(".csv"))
     head = machine.header(info)
