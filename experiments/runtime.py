@@ -153,7 +153,10 @@ def git_state(root: Path) -> Dict[str, Any]:
             diff = git("diff", "HEAD", "--binary")
             for path in git("ls-files", "--others", "--exclude-standard", "-z").split("\0"):
                 if path:
-                    diff += git("diff", "--no-index", "--binary", "--", "/dev/null", path)
+                    patch = git("diff", "--no-index", "--binary", "--", "/dev/null", path)
+                    if not patch and (root / path).is_symlink():  # git gives no patch for a new link
+                        patch = f"new symlink {path} -> {os.readlink(root / path)}\n"
+                    diff += patch
     except (OSError, subprocess.SubprocessError):
         commit, dirty, diff = "", False, ""
     return {"commit": commit or None, "dirty": dirty, "diff": diff}

@@ -235,6 +235,10 @@ def test_a_dirty_tree_gives_its_diff_tracked_and_untracked(tmp_path):
     assert runtime.git_state(repo)["dirty"] is False
     (repo / "a.py").write_text("x = 2\n")
     (repo / "new.py").write_text("y = 3\n")
+    (repo / "env").symlink_to(tmp_path)  # an untracked link (a venv beside the code) is named too
+    state = runtime.git_state(repo)
+    assert f"new symlink env -> {tmp_path}" in state["diff"]
+    (repo / "env").unlink()
     state = runtime.git_state(repo)
     assert state["dirty"] and "-x = 1" in state["diff"] and "+x = 2" in state["diff"] and "+y = 3" in state["diff"]
     # The diff applies to the commit and rebuilds the tree that ran.

@@ -25,7 +25,8 @@ from typing import Any, Dict, List, Sequence, Tuple
 
 import pandas as pd
 
-from .records import Run, error_line
+from .records import _MISSING, Run, error_line
+from .records import select as config_select
 from .study_spec import Study, StudyError
 
 SELECTION_COLUMNS = ("arm", "trial", "seed", "status", "score", "diverged")
@@ -46,15 +47,6 @@ def study_runs(runs: Sequence[Run], study: Study, scale: str) -> Tuple[List[Run]
     return tune, final
 
 
-def config_value(config: Dict[str, Any], dotted: str) -> Any:
-    node: Any = config
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
 def same_value(a: Any, b: Any) -> bool:
     if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
         return math.isclose(float(a), float(b), rel_tol=1e-12, abs_tol=0.0)
@@ -64,7 +56,8 @@ def same_value(a: Any, b: Any) -> bool:
 def check_values(run: Run, values: Dict[str, Any], what: str) -> None:
     """Stop when a run's config does not hold ``values`` (the study file or selection changed)."""
     for key, want in values.items():
-        got = config_value(run.config, key)
+        got = config_select(run.config, key)
+        got = None if got is _MISSING else got
         if not same_value(got, want):
             raise StudyError(f"{run.path} holds {key}={got!r}, but {what} says {want!r}: the run is from another "
                              "version of the study; move it away or restore the study file")
