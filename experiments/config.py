@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Optional
 from omegaconf import MISSING
 
 PULLBACK_MODES = ("none", "reset", "pullback")
-SCHEDULES = ("constant", "multistep", "cosine", "inverse_sqrt", "linear")
+SCHEDULES = ("constant", "multistep", "cosine", "inverse_sqrt", "linear", "triangle")
 SCALES = ("paper", "cpu", "smoke")
 PROTOCOLS = ("paper", "val")
 SLOW_BN = ("keep", "recompute", "both")
@@ -128,6 +128,10 @@ class OptimConfig:
     betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1e-8
     extra: Dict[str, Any] = field(default_factory=dict)
+    # Parameters of normalization layers (BatchNorm, LayerNorm, GroupNorm) train at lr x
+    # norm_lr_scale with weight_decay / norm_lr_scale, so their per-step decay lr * wd equals every
+    # other parameter's (airbench's bias_scaler: 64). 1: one group, as torch.optim builds it.
+    norm_lr_scale: float = 1.0
     lookahead: Optional[LookaheadConfig] = None
     averaging: Optional[AveragingConfig] = None
 
@@ -141,6 +145,7 @@ class OptimConfig:
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
             raise ValueError(f"Invalid optim.betas: {self.betas!r}; give two numbers in [0, 1)")
         _check("optim.eps", self.eps, self.eps >= 0, "must be >= 0")
+        _check("optim.norm_lr_scale", self.norm_lr_scale, self.norm_lr_scale > 0, "must be positive (1: no separate group)")
         check_inner(self.inner)
         if self.lookahead is not None and self.averaging is not None:
             raise ValueError("optim.lookahead and optim.averaging are exclusive; pick one")
@@ -160,9 +165,13 @@ class ScheduleConfig:
     warmup_steps: int = 0
     decay_from: int = 0  # inverse_sqrt without warmup: the step where the 1/sqrt decay starts
     min_lr_frac: float = 0.0
+    start_lr_frac: float = 0.0  # triangle: the factor at step 0
+    peak_at: float = 0.5  # triangle: the fraction of the run where the factor reaches 1
 
     def __post_init__(self) -> None:
         _check_choice("schedule.name", self.name, SCHEDULES)
+        _check("schedule.start_lr_frac", self.start_lr_frac, 0.0 <= self.start_lr_frac <= 1.0, "use a fraction in [0, 1]")
+        _check("schedule.peak_at", self.peak_at, 0.0 <= self.peak_at < 1.0, "use a fraction in [0, 1)")
         if any(not 0.0 < m < 1.0 for m in self.milestones) or list(self.milestones) != sorted(self.milestones):
             raise ValueError(f"Invalid schedule.milestones: {self.milestones!r}; increasing fractions in (0, 1)")
         if self.name == "multistep" and not self.milestones:

@@ -68,8 +68,27 @@ class Optimizers:
         return isinstance(self.optimizer, Lookahead)
 
 
+NORM_LAYERS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
+
+
+def param_groups(cfg: OptimConfig, model: nn.Module) -> Params:
+    """``model.parameters()``, or two groups when ``optim.norm_lr_scale`` != 1.
+
+    The normalization layers' parameters get ``lr * s`` and ``weight_decay / s``: torch.optim
+    couples the decay to the lr (p -= lr * (g + wd p)), so their per-step decay lr * wd is the
+    same as the other parameters' while their gradient step is s times larger (airbench).
+    """
+    s = cfg.norm_lr_scale
+    if s == 1:
+        return model.parameters()
+    norm = {id(p) for m in model.modules() if isinstance(m, NORM_LAYERS) for p in m.parameters(recurse=False)}
+    params = list(model.parameters())
+    return [{"params": [p for p in params if id(p) not in norm]},
+            {"params": [p for p in params if id(p) in norm], "lr": cfg.lr * s, "weight_decay": cfg.weight_decay / s}]
+
+
 def build_optimizer(cfg: OptimConfig, model: nn.Module) -> Optimizers:
-    inner = INNER.get(cfg.inner, _timm)(cfg, model.parameters())
+    inner = INNER.get(cfg.inner, _timm)(cfg, param_groups(cfg, model))
     if cfg.lookahead is not None:
         la = cfg.lookahead
         return Optimizers(Lookahead(inner, k=la.k, alpha=la.alpha, pullback=la.pullback, foreach=la.foreach))

@@ -6,6 +6,8 @@ With ``s`` the optimizer step (from 0), ``T`` the total steps, ``w`` the warmup 
 - ``multistep``:     f(s) = gamma ** #{m in milestones : s >= m * T}   (paper CIFAR: x0.2 at 30/60/80 %)
 - ``cosine``:        f(s) = m + (1 - m) * (1 + cos(pi * s / T)) / 2, with m = ``min_lr_frac``
 - ``linear``:        f(s) = 1 - (1 - m) * s / T
+- ``triangle``:      f rises linearly from a = ``start_lr_frac`` at s = 0 to 1 at s = p T
+                     (p = ``peak_at``), then falls linearly to m at s = T (airbench: a 0.2, p 0.23, m 0.07)
 - ``inverse_sqrt``:  f(s) = sqrt(w / max(s + 1, w)); this is the Transformer schedule
                      d^-0.5 min(s^-0.5, s w^-1.5) normalised so the peak equals ``optim.lr``.
 
@@ -40,6 +42,9 @@ def lr_factor(cfg: ScheduleConfig, total_steps: int) -> Callable[[int], float]:
             return m + (1 - m) * (1 + math.cos(math.pi * min(s, total) / total)) / 2
         if cfg.name == "linear":
             return 1 - (1 - m) * min(s, total) / total
+        if cfg.name == "triangle":
+            t, p, a = min(s, total) / total, cfg.peak_at, cfg.start_lr_frac
+            return a + (1 - a) * t / p if t < p else 1 - (1 - m) * (t - p) / (1 - p)
         ref = max(w, cfg.decay_from, 1)  # inverse_sqrt
         return math.sqrt(ref / max(s + 1, ref))
 

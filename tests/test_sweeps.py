@@ -51,6 +51,7 @@ EXPECTED = {
     "ptb_k_alpha": 15,            # 5 la (off + 4 (k, alpha)) x 3 seeds
     "slow_bn_cifar": 3,           # 3 seeds
     "bf16_parity": 6,             # 2 precisions x 3 seeds
+    "airbench_cifar10": 3,        # 3 seeds
 }
 
 

@@ -98,20 +98,31 @@ def load_cifar(root: str | Path, num_classes: int) -> CifarArrays:
     return CifarArrays(train_x, train_y, test_x, test_y)
 
 
-def augment(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
-    """Pad-``pad`` zero padding, random 32x32 crop and horizontal flip, on a whole batch at once.
+def _reflect(i: torch.Tensor, n: int) -> torch.Tensor:
+    """Indices ``i`` in ``[-(n-1), 2(n-1)]`` folded into ``[0, n)`` by mirroring at the edges (numpy ``reflect``)."""
+    i = i.abs()
+    return torch.where(i > n - 1, 2 * (n - 1) - i, i)
 
-    ``x`` is (B, C, H, W); offsets and flips are drawn from ``generator`` (CPU) so the batch is
-    reproducible from the run seed and its position.
+
+def augment(x: torch.Tensor, generator: torch.Generator, pad: int = 4, pad_mode: str = "zeros") -> torch.Tensor:
+    """Random translation by up to ``pad`` pixels and a horizontal flip, on a whole batch at once.
+
+    ``x`` is (B, C, H, W). The translation is a random HxW crop of the image padded by ``pad``
+    pixels: zeros (``pad_mode="zeros"``, the paper's pad-4 crop) or the mirrored image edge
+    (``"reflect"``, airbench's translate-2). Offsets and flips are drawn from ``generator`` (CPU)
+    so the batch is reproducible from the run seed and its position.
     """
     b, c, h, w = x.shape
     dy = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(x.device)
     dx = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(x.device)
     flip = (torch.rand(b, generator=generator) < 0.5).to(x.device)
-    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
-    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
+    rows = dy[:, None] + torch.arange(h, device=x.device)
     cols = dx[:, None] + torch.arange(w, device=x.device)
-    cols = torch.where(flip[:, None], cols.flip(1), cols)[:, None, None, :]
+    cols = torch.where(flip[:, None], cols.flip(1), cols)
+    if pad_mode == "reflect":  # index the image itself: mirrored offsets instead of a padded copy
+        source, rows, cols = x, _reflect(rows - pad, h), _reflect(cols - pad, w)
+    else:
+        source = torch.nn.functional.pad(x, (pad, pad, pad, pad))
     batch = torch.arange(b, device=x.device)[:, None, None, None]
     channel = torch.arange(c, device=x.device)[None, :, None, None]
-    return padded[batch, channel, rows, cols]
+    return source[batch, channel, rows[:, None, :, None], cols[:, None, None, :]]

@@ -62,7 +62,7 @@ def build(cfg: Config, device: torch.device) -> Task:
     steps = math.ceil(n / bs)
 
     def prepare(x: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
-        x = augment(x, g) if g is not None and t.augment else x
+        x = augment(x, g, t.pad, t.pad_mode) if g is not None and t.augment else x
         x = (x.float().div_(255) - mean) / std
         return layout(x)
 
@@ -83,8 +83,8 @@ def build(cfg: Config, device: torch.device) -> Task:
             yield prepare(train_x[order[i * bs : (i + 1) * bs]], batch_generator(cfg.seed, -1, i))
 
     def loss(m: nn.Module, batch, carry):
-        x, y = batch
-        return F.cross_entropy(m(x), y), carry
+        x, y = batch  # label smoothing trains only; evaluation reports the plain cross-entropy
+        return F.cross_entropy(m(x), y, label_smoothing=t.label_smoothing), carry
 
     ebs = cfg.data.eval_batch_size
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, Type
 
-from experiments.config import TaskConfig
+from experiments.config import TaskConfig, _check, _check_choice
 from experiments.tasks.imagenet_config import ImageNetTaskConfig
 from experiments.tasks.limits import check_limits
 from experiments.tasks.ptb_config import PTBTaskConfig
@@ -38,6 +38,9 @@ class CifarTaskConfig(TaskConfig):
     model: str = "resnet18"  # resnet18 (paper, Cutout code base) | resnet20 | resnet32 | resnet56
     width: int = 0  # 0: the architecture's own width; otherwise the first stage's channels
     augment: bool = True
+    pad: int = 4  # augmentation: translate by up to pad pixels (a random crop of the padded image)
+    pad_mode: str = "zeros"  # zeros (the paper's pad-4 crop) | reflect (airbench's translate-2)
+    label_smoothing: float = 0.0  # training loss only (airbench: 0.2); eval loss is plain cross-entropy
     limit_train: int = 0  # > 0: a fixed stratified subset of N training images (smoke runs); 0: all
     limit_test: int = 0  # > 0: a fixed stratified subset of N test images; 0: all
     # The validation protocol (top-level protocol=val) holds out a fixed,
@@ -49,6 +52,9 @@ class CifarTaskConfig(TaskConfig):
 
     def __post_init__(self) -> None:
         check_limits(self, "limit_train", "limit_test")
+        _check_choice("task.pad_mode", self.pad_mode, ("zeros", "reflect"))
+        _check("task.pad", self.pad, 0 <= self.pad < 32, "translate by 0-31 pixels")
+        _check("task.label_smoothing", self.label_smoothing, 0.0 <= self.label_smoothing < 1.0, "use a value in [0, 1)")
         if self.val_size < 1:
             raise ValueError(f"Invalid task.val_size: {self.val_size!r}; the number of training images the "
                              "validation protocol holds out must be positive")
