@@ -55,7 +55,7 @@ def test_machine_benchmark_quick_mode(data, tmp_path):
     assert all(float(r["gflops"]) > 0 for r in gemm)
     steps = [r for r in rows if r["kind"] == "step"]
     assert {(r["task"], r["precision"], r["compile"]) for r in steps} == {
-        (t, p, c) for t in ("cifar10", "ptb", "wmt14") for p in ("fp32", "bf16")
+        (t, p, c) for t in ("cifar10", "airbench", "ptb", "wmt14") for p in ("fp32", "bf16")
         for c in (("True", "False") if t == "ptb" else ("False",))}
     for r in steps:
         assert float(r["throughput"]) > 0 and float(r["gflop_per_step"]) > 0 and float(r["pct_peak"]) > 0
@@ -84,10 +84,11 @@ def test_eval_benchmark_quick_mode(data, tmp_path):
                            "--cifar-batches", "8,32", "--out", str(tmp_path / "out")])
     rows = _rows(out.with_suffix(".csv"))
     estimates = [r for r in rows if r["kind"] == "estimate"]
-    assert {(r["task"], r["precision"]) for r in estimates} == {(t, p) for t in ("cifar10", "ptb", "wmt14")
+    assert {(r["task"], r["precision"]) for r in estimates} == {(t, p) for t in ("cifar10", "airbench", "ptb", "wmt14")
                                                                 for p in ("fp32", "bf16")}
     evals = [r for r in rows if r["kind"] == "eval"]
-    assert {r["eval_batch"] for r in evals if r["task"] == "cifar10"} == {"8", "32", "1000"}
+    for name in ("cifar10", "airbench"):
+        assert {r["eval_batch"] for r in evals if r["task"] == name} == {"8", "32", "1000"}
     assert any(r["phase"] == "final" for r in evals if r["task"] == "wmt14")
     assert all(0 <= float(r["eval_after_pct"]) < 100 for r in estimates)
 

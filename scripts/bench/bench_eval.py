@@ -18,7 +18,7 @@ The run estimate puts these on the run's own schedule: evaluations at every
 ``run_steps`` x ``step_ms`` of training, and reports evaluation's share of the run's wall time
 before and after.
 
-    python scripts/bench/bench_eval.py [--data DIR] [--tasks cifar10,ptb,wmt14] [--quick]
+    python scripts/bench/bench_eval.py [--data DIR] [--tasks cifar10,airbench,ptb,wmt14] [--quick]
 
 Writes ``results/bench/eval_cpu.{md,csv}`` (``eval_cpu_quick`` with ``--quick``).
 """
@@ -70,15 +70,16 @@ def bench_task(args: argparse.Namespace, task: str, log) -> List[Dict[str, Any]]
     rows = []
     for precision in args.precisions:
         cfg = task_step.compose(task, args.scale, args.threads, precision, args.data)
-        steps = args.steps or {"cifar10": 16, "ptb": 40, "wmt14": 6}[task]
+        steps = args.steps or task_step.TASKS[task].steps
+        cifar = task_step.TASKS[task].task == "cifar10"
         s = task_step.build(task, cfg, steps)
         task_step.timed_steps(s, 0, steps)  # warm-up
         step_s = statistics.median(task_step.timed_steps(s, 0, steps)[0] for _ in range(args.reps)) / steps
-        batches = args.cifar_batches if task == "cifar10" else [cfg.data.eval_batch_size]
+        batches = args.cifar_batches if cifar else [cfg.data.eval_batch_size]
         # variant -> (optimizer state, trainer precision, eval batch)
         variants = [("mid", precision, b) for b in batches] + [("sync", precision, b) for b in batches]
-        if precision != "fp32" or task == "cifar10":
-            old = OLD_CIFAR_BATCH if task == "cifar10" else cfg.data.eval_batch_size
+        if precision != "fp32" or cifar:
+            old = OLD_CIFAR_BATCH if cifar else cfg.data.eval_batch_size
             variants.append(("mid", "fp32", old))
         variants = list(dict.fromkeys(variants))
         times: Dict[Any, List[float]] = {v: [] for v in variants}
@@ -96,7 +97,7 @@ def bench_task(args: argparse.Namespace, task: str, log) -> List[Dict[str, Any]]
         for (state, p, b), t in times.items():
             rows.append({**info, "kind": "eval", "state": state, "eval_precision": p, "eval_batch": b,
                          "eval_s": statistics.median(t), "phase": "intermediate"})
-        if task == "wmt14" and args.final:
+        if task_step.TASKS[task].task == "wmt14" and args.final:
             for p in dict.fromkeys([precision, "fp32"]):
                 _to_state(s, False)
                 s.cfg.trainer.max_steps = 1  # the task decodes like the last evaluation once it served the last step
@@ -124,7 +125,7 @@ def estimate(cfg: Any, rows: List[Dict[str, Any]], info: Dict[str, Any], task: s
     mid_new = {r["eval_batch"]: r["eval_s"] for r in mine
                if (r["state"], r["eval_precision"], r["phase"]) == ("mid", run_p, "intermediate")}
     best = min(mid_new, key=mid_new.get)
-    old_b = OLD_CIFAR_BATCH if task == "cifar10" else cfg.data.eval_batch_size
+    old_b = OLD_CIFAR_BATCH if task_step.TASKS[task].task == "cifar10" else cfg.data.eval_batch_size
     at = eval_schedule(cfg, info["steps_per_epoch"], info["run_steps"])
     final_old, final_new = cost("mid", "fp32", old_b, "final"), cost("mid", run_p, old_b, "final")
     old_s = new_s = 0.0
@@ -162,7 +163,7 @@ def write(rows: List[Dict[str, Any]], info: Dict[str, Any], args: argparse.Names
            f"({r['synced_evaluations']}) | {r['best_eval_batch']} | {r['train_s']:.0f} | {r['eval_before_s']:.0f} | "
            f"{r['eval_after_s']:.0f} | {r['eval_before_pct']:.1f} % | {r['eval_after_pct']:.1f} % |"
            for r in rows if r["kind"] == "estimate"]
-    if any(r["task"] == "wmt14" and not r["final_timed"] for r in rows if r["kind"] == "estimate"):
+    if any(task_step.TASKS[r["task"]].task == "wmt14" and not r["final_timed"] for r in rows if r["kind"] == "estimate"):
         md += ["", "The translation estimate prices its last evaluation like an intermediate one (`--no-final`)."]
     text = "\n".join(md) + "\n"
     out.with_suffix(".md").write_text(text)

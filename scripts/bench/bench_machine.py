@@ -21,7 +21,7 @@ Three measurements, each with the machine it ran on (``machine.py``):
    (each a subprocess of this script; all build and warm up first, then start their timed steps
    together), total throughput, per task and precision, eager.
 
-    python scripts/bench/bench_machine.py [--data DIR] [--tasks cifar10,ptb,wmt14] [--quick]
+    python scripts/bench/bench_machine.py [--data DIR] [--tasks cifar10,airbench,ptb,wmt14] [--quick]
 
 ``--data`` holds the datasets as ``LOOKAHEAD_DATA`` does (cifar10/, ptb/, multi30k/). Writes
 ``results/bench/machine_cpu.{md,csv}`` (``machine_cpu_quick`` with ``--quick``: tiny sizes and
@@ -49,7 +49,6 @@ from experiments import runtime
 
 ROOT = Path(__file__).resolve().parents[2]
 # Steps per timed block at cpu scale: a few seconds each on 2 cores.
-STEPS = {"cifar10": 16, "ptb": 40, "wmt14": 6}
 DTYPES = {"fp32": "float32", "bf16": "bfloat16"}
 
 
@@ -61,7 +60,7 @@ def _graphs() -> int:
 
 def bench_steps(args: argparse.Namespace, task: str, peaks: Dict, log) -> List[Dict[str, Any]]:
     """Rows of part 2 for one task: every precision x (eager, compiled)."""
-    steps = args.steps or STEPS[task]
+    steps = args.steps or task_step.TASKS[task].steps
     variants = [(p, c) for p in args.precisions for c in ([False, True] if task in args.compile_tasks else [False])]
     steppers, first, graphs, flops = {}, {}, {}, {}
     for precision, compiled in variants:
@@ -87,7 +86,7 @@ def bench_steps(args: argparse.Namespace, task: str, peaks: Dict, log) -> List[D
         block = statistics.median(times[v])
         row = {"kind": "step", "task": task, "model": getattr(s.cfg.task, "model", "transformer"),
                "precision": precision, "compile": compiled, "threads": args.threads, "steps": steps, "reps": args.reps,
-               "step_ms": 1e3 * block / steps, "throughput": done[v] / block, "unit": task_step.TASKS[task][1] + "/s",
+               "step_ms": 1e3 * block / steps, "throughput": done[v] / block, "unit": task_step.TASKS[task].unit + "/s",
                "examples_per_step": done[v] / steps, "gflop_per_step": flops[precision] / 1e9,
                "run_steps": s.info["run_steps"]}
         row["gflops"] = row["gflop_per_step"] / (row["step_ms"] / 1e3)
@@ -110,7 +109,7 @@ def worker(args: argparse.Namespace) -> None:
     """One job of part 3: build, warm up, print "ready", wait for a line on stdin, time, print JSON."""
     cfg = task_step.compose(args.tasks[0], args.scale, args.threads, args.precisions[0], args.data)
     runtime.configure(cfg.trainer, cfg.seed, torch.device("cpu"))
-    steps = args.steps or STEPS[args.tasks[0]]
+    steps = args.steps or task_step.TASKS[args.tasks[0]].steps
     s = task_step.build(args.tasks[0], cfg, steps)
     task_step.timed_steps(s, 0, steps)
     print("ready", flush=True)
@@ -121,7 +120,7 @@ def worker(args: argparse.Namespace) -> None:
 
 def run_jobs(args: argparse.Namespace, task: str, precision: str, jobs: int, threads: int) -> List[Dict[str, float]]:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--tasks", task, "--precisions", precision,
-           "--threads", str(threads), "--scale", args.scale, "--steps", str(args.parallel_steps or args.steps or STEPS[task])]
+           "--threads", str(threads), "--scale", args.scale, "--steps", str(args.parallel_steps or args.steps or task_step.TASKS[task].steps)]
     if args.data:
         cmd += ["--data", str(args.data)]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
@@ -154,7 +153,7 @@ def bench_parallel(args: argparse.Namespace, task: str) -> List[Dict[str, Any]]:
             base = base or total
             rows.append({"kind": "parallel", "task": task, "precision": precision, "compile": False,
                          "layout": f"{jobs} job(s) x {threads} thread(s)", "jobs": jobs, "threads": threads,
-                         "throughput": total, "unit": task_step.TASKS[task][1] + "/s",
+                         "throughput": total, "unit": task_step.TASKS[task].unit + "/s",
                          "per_job": total / jobs, "vs_one_job": total / base})
     return rows
 
