@@ -88,7 +88,7 @@ SPECS: Dict[str, TableSpec] = {
     "table5_k_alpha": TableSpec(
         "Table 5: final test accuracy (%) of Lookahead(SGD) over k and alpha (paper: CIFAR-100)", "%",
         "Baseline: the inner SGD with Lookahead off (conf/la/disabled.yaml); the paper's "
-        "77.72% (Fig. 9 caption) used SGD settings it does not state.",
+        "77.72% (Table 5 caption) used SGD settings it does not state.",
         tuple([Cell(f"k = {k}", f"alpha = {a}",
                     {"optim": "lookahead_sgd", "optim.lookahead.k": k, "optim.lookahead.alpha": a},
                     "final_test_acc") for k in (5, 10) for a in (0.5, 0.8)]

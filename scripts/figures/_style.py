@@ -38,6 +38,25 @@ OPTIMIZERS = {
     "lookahead_momentum": ("#AA4499", "*", "Lookahead (momentum)"),
 }
 
+# Lookahead's (k, alpha) grid arms (Table 5 / Fig. 9, the PTB k x alpha grid): four Okabe-Ito
+# colours that differ in hue and are none of SGD's blue, line style by k as a second cue (solid
+# k = 5, dashed k = 10), a marker each. (k, alpha): (colour, line style, marker)
+GRID_ARMS = {
+    (5, 0.5): ("#D55E00", "-", "s"),
+    (5, 0.8): ("#E69F00", "-", "D"),
+    (10, 0.5): ("#009E73", "--", "^"),
+    (10, 0.8): ("#CC79A7", "--", "v"),
+}
+
+
+def grid_arm(k: float, alpha: float) -> tuple[str, str, str]:
+    """(colour, line style, marker) of a Lookahead (k, alpha) grid arm; a pair outside the
+    paper's grid gets the Lookahead colour, dotted."""
+    for (gk, ga), look in GRID_ARMS.items():
+        if np.isclose(gk, k) and np.isclose(ga, alpha):
+            return look
+    return color("lookahead_sgd"), ":", "P"
+
 
 def apply() -> None:
     """Set the suite's rcParams (idempotent); called by `new_figure`."""

@@ -102,18 +102,22 @@ def plot(summary: pd.DataFrame) -> tuple[mpl.figure.Figure, np.ndarray]:
             ax_c.plot(line["alpha"], line["expected_loss"], color=color, ls="--" if beta else "-",
                       label=f"{name}, analytic")
         for method, t in g[g["panel"] == "trained"].groupby("method"):
-            ax_c.errorbar(t["alpha"], t["final_loss"], yerr=t["ci95"], fmt=_style.marker(method),
+            ns = sorted({int(n) for n in t["n"].dropna()})
+            n = f"n={ns[0]}" if len(ns) == 1 else f"n={ns[0]}–{ns[-1]}" if ns else "n=?"
+            has = (t["n"] > 1).to_numpy()  # one seed: a bare marker, no interval
+            ax_c.errorbar(t["alpha"], t["final_loss"], yerr=t["ci95"].where(has), fmt=_style.marker(method),
                           color=color, mfc="white" if beta else color, capsize=2,
-                          label=f"{name}, trained")
+                          label=f"{name}, trained ({n})")
     step = panel["last"]["step"].iloc[0] if "last" in panel else np.nan
     ax_a.set(xscale="symlog", yscale="log", xlabel="inner step", ylabel="expected loss E[L]",
              title=f"(a) lr = {panel['curve']['lr'].iloc[0]:g}; Lookahead on slow weights")
     ax_b.set(yscale="log", xlabel="final E[L] (step → ∞)",
              ylabel="convergence rate 1 − ρ² per step",
-             title="(b) vertical slice = same final loss (colours as in a)")
+             title="(b) vertical slice = same final loss\n(colours as in a)")
     ax_c.set(yscale="log", xlabel="α (α = 1: inner optimizer alone)",
              ylabel=f"E[L] at the end (analytic: step {step:g})",
-             title="(c) loss against α; trained runs if any")
+             title="(c) loss against α; trained runs if any\n"
+                   "trained: mean ± t 95% CI over seeds\n(n in the legend)")
     ax_a.legend(loc="upper right")
     ax_c.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
     k = ", ".join(f"{v:g}" for v in summary["k"].dropna().unique())

@@ -3,9 +3,10 @@ and final test accuracy beside the paper's Table 1.
 
 Paper (§5.1, Fig. 5 [V]): training loss curves (Lookahead and Polyak wrap SGD) and the final
 validation accuracy table. Ours, from `make sweep-table1_cifar collect`: train loss per epoch
-(mean over seeds, +-1 std band), then the final test accuracy of each optimizer (reported
-weights: slow for Lookahead, averaged for Polyak) as mean +- 95% CI over seeds, with the paper's
-mean +- std as open diamonds. The table itself is results/table1_cifar/table.md.
+(mean over seeds, +-1 std band where n > 1), then the final test accuracy of each optimizer
+(reported weights: slow for Lookahead, averaged for Polyak) as mean +- Student-t 95% CI over
+seeds (no bar where n = 1), with the paper's mean +- std as printed as open diamonds. Each panel
+says what its bands or bars are, with n. The table itself is results/table1_cifar/table.md.
 """
 
 from __future__ import annotations
@@ -50,8 +51,9 @@ def plot(summary: pd.DataFrame) -> tuple[mpl.figure.Figure, np.ndarray]:
         if part.empty:
             _trained.no_data(ax, task)
             continue
-        _trained.draw_arms(ax, part, [])
-        ax.set(yscale="log", xlabel="epoch", ylabel="train loss", title=f"{_trained.task_name(task)} train loss")
+        ns = _trained.draw_arms(ax, part, [])
+        ax.set(yscale="log", xlabel="epoch", ylabel="train loss")
+        _trained.titled(ax, f"{_trained.task_name(task)} train loss", _trained.spread_note(ns))
     ax = axes[-1]
     for i, task in enumerate(tasks):
         for j, optim in enumerate(OPTIMS):
@@ -64,8 +66,9 @@ def plot(summary: pd.DataFrame) -> tuple[mpl.figure.Figure, np.ndarray]:
     names = {optim: row for row, optim in ROWS.items()}
     ticks = [(i * (len(OPTIMS) + 1) + j, names[optim]) for i in range(len(tasks)) for j, optim in enumerate(OPTIMS)]
     ax.set_xticks([x for x, _ in ticks], [label for _, label in ticks], rotation=45, ha="right")
-    ax.set(ylabel="final test accuracy (%)", xlabel=" | ".join(_trained.task_name(t) for t in tasks),
-           title="ours ● (95% CI) vs paper ◇ (± std)")
+    ax.set(ylabel="final test accuracy (%)", xlabel=" | ".join(_trained.task_name(t) for t in tasks))
+    shown = table[table["task"].isin(tasks) & table["optim"].isin(OPTIMS)]
+    _trained.titled(ax, "final test accuracy", _trained.cells_note(shown))
     axes[0].legend()
     _style.title(fig, "Fig. 5 / Table 1: CIFAR, Lookahead vs SGD, Polyak, Adam, AdamW", summary)
     return fig, axes

@@ -4,7 +4,7 @@ under the standard (dashed) and aggressive (solid) schedules.
 Paper (§5.2, Fig. 6 [V]): training loss against epochs for both schedules, the aggressive one
 (decays at epochs 30, 48, 58 of 60) marked *; Table 2 gives top-1/top-5 at epochs 50 and 60
 (results/table2_imagenet/table.md). Ours, from `make sweep-table2_imagenet collect`: mean over
-seeds with a +-1 std band.
+seeds with a +-1 std band where n > 1 (each panel says so, with n).
 """
 
 from __future__ import annotations
@@ -44,14 +44,17 @@ def plot(summary: pd.DataFrame) -> tuple[mpl.figure.Figure, np.ndarray]:
         if part.empty:
             _trained.no_data(ax, metric)
             continue
+        ns = []
         for (optim, schedule), g in part.groupby(["optim", "schedule"], sort=True):
             g = g.sort_values("epoch")
             star = "*" if schedule == "aggressive" else ""
+            n = int(g["n"].max())
+            ns.append(n)
             ax.plot(g["epoch"], g["mean"], DASH.get(schedule, ":"), color=_style.color(optim),
-                    label=f"{_style.label(optim)}{star}, n={int(g['n'].max())}")
-            ax.fill_between(g["epoch"], g["mean"] - g["std"], g["mean"] + g["std"],
-                            color=_style.color(optim), alpha=0.12, lw=0)
+                    label=f"{_style.label(optim)}{star}, n={n}")
+            _trained.fill_std(ax, g["epoch"], g["mean"], g["std"], n, _style.color(optim), alpha=0.12)
         ax.set(xlabel="epoch", ylabel=name, yscale="log" if metric == "train_loss" else "linear")
+        _trained.titled(ax, name, _trained.spread_note(ns))
     axes[0].legend()
     _style.title(fig, "Fig. 6: ImageNet, SGD vs Lookahead; * = aggressive schedule", summary)
     return fig, axes

@@ -3,7 +3,8 @@
 Paper (§5.3, Fig. 7a [V]): training perplexity against epochs; LA(Adam) ends lowest, SGD and
 LA(SGD) close together. Ours, from `make sweep-table3_ptb collect`: train perplexity =
 exp(train loss) of each logging window, mean over seeds (exp of the mean loss) with a band of
-exp(mean +- std); validation perplexity on the right. The table is results/table3_ptb/table.md.
+exp(mean +- std) where n > 1; validation perplexity (mean +- 1 std) on the right. Each panel
+says what its bands are, with n. The table is results/table3_ptb/table.md.
 """
 
 from __future__ import annotations
@@ -40,9 +41,12 @@ def plot(summary: pd.DataFrame) -> tuple[mpl.figure.Figure, np.ndarray]:
         if part.empty:
             _trained.no_data(ax, metric)
             continue
-        _trained.draw_arms(ax, part, _trained.arm_columns(part),
-                           transform=np.exp if metric == "train_loss" else None)
+        ns = _trained.draw_arms(ax, part, _trained.arm_columns(part),
+                                transform=np.exp if metric == "train_loss" else None)
         ax.set(xlabel="epoch", ylabel=name, yscale="log")
+        note = _trained.spread_note(ns)
+        _trained.titled(ax, name, note.replace("±1 std", "exp(mean ± 1 std) of the loss")
+                        if metric == "train_loss" else note)
     axes[0].legend()
     _style.title(fig, "Fig. 7a: Penn Treebank LSTM, Lookahead around SGD and Adam", summary)
     return fig, axes

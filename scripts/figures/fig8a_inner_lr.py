@@ -4,7 +4,8 @@ rates 0.1, 0.2 and 0.3.
 Paper (Fig. 8a [V]): with the Lookahead parameters fixed, the train loss is lower and less noisy
 than SGD's at every inner learning rate. Ours, from `make sweep-fig8_inner_lr collect`: train loss
 per epoch (mean over seeds; darker = smaller lr) and final test accuracy against the lr (mean +-
-95% CI over seeds). SGD is the same inner optimizer with Lookahead off.
+Student-t 95% CI over seeds; a single seed is a bare marker, and the panel says which, with n).
+SGD is the same inner optimizer with Lookahead off.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@
 Paper (Fig. 8b [V]): with the Lookahead parameters fixed, the train loss is lower and less noisy
 than SGD's at every momentum. Ours, from `make sweep-fig8_momentum collect`: train loss
 per epoch (mean over seeds; darker = smaller momentum) and final test accuracy against it (mean +-
-95% CI over seeds). SGD is the same inner optimizer with Lookahead off.
+Student-t 95% CI over seeds; a single seed is a bare marker, and the panel says which, with n).
+SGD is the same inner optimizer with Lookahead off.
 """
 
 from __future__ import annotations

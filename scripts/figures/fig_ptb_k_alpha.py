@@ -2,7 +2,8 @@
 beside that optimizer with Lookahead off (the issue list's PTB grid; the paper has none).
 
 Ours, from `make sweep-ptb_k_alpha collect`: (a) validation perplexity per epoch (mean over
-seeds) per arm; (b) final test perplexity per arm, mean +- 95% CI over seeds. Only the inner
+seeds, a colour per (k, alpha)) per arm; (b) final test perplexity per arm, mean +- Student-t
+95% CI over seeds (no bar where n = 1), in the same colours. Only the inner
 optimizers that were run are drawn. The table itself is results/ptb_k_alpha/table.md.
 """
 
@@ -39,6 +40,9 @@ def plot(summary: pd.DataFrame) -> tuple[mpl.figure.Figure, np.ndarray]:
     fig, ax_a, ax_b, table = _trained.grid_figure(summary, "val_ppl", "validation perplexity")
     optims = [inner.lower() if "Lookahead off" in row else f"lookahead_{inner.lower()}"
               for row, inner in zip(table["row"], table["inner"])]
-    _trained.draw_cells(ax_b, table, list(table["row"]), optims, "final test perplexity")
+    colors = [_trained.grid_look(optim, *_trained.cell_arm(row, column))[0]
+              for optim, row, column in zip(optims, table["row"], table["column"])]
+    _trained.draw_cells(ax_b, table, list(table["row"]), optims, "final test perplexity", colors=colors,
+                        title="(b) final test perplexity per arm")
     _style.title(fig, "Penn Treebank LSTM: Lookahead over k and α", summary)
     return fig, np.array([ax_a, ax_b])

@@ -4,7 +4,8 @@ BatchNorm running statistics track the fast weights theta during training; the s
 that Lookahead reports are evaluated either with those statistics as they are ("kept") or with
 statistics re-estimated for phi on a few training batches. Ours, from `make
 sweep-slow_bn_cifar collect`: (a) test accuracy per epoch of theta, phi with kept statistics and
-phi with re-estimated statistics, mean over seeds (+-1 std band); (b) the gain of re-estimation,
+phi with re-estimated statistics, mean over seeds (+-1 std band where n > 1, as the panel says,
+with n); (b) the gain of re-estimation,
 re-estimated minus kept, per seed (thin) and its mean (thick). The paper does not report this.
 The table is results/slow_bn_cifar/table.md.
 """
@@ -48,18 +49,21 @@ def plot(summary: pd.DataFrame) -> tuple[mpl.figure.Figure, np.ndarray]:
     """Accuracy curves of the three evaluations, then the gain of re-estimation; never saves."""
     fig, (ax_a, ax_b) = _style.new_figure(2, "double")
     curves, gain = summary[summary["panel"] == "curve"], summary[summary["panel"] == "gain"]
+    ns = []
     for metric, (name, shade, dash) in SERIES.items():
         g = curves[curves["metric"] == metric].sort_values("epoch")
         if g.empty:
             continue
         colour = _style.tint("lookahead_sgd", shade)
-        ax_a.plot(g["epoch"], 100 * g["mean"], dash, color=colour, label=f"{name}, n={int(g['n'].max())}")
-        ax_a.fill_between(g["epoch"], 100 * (g["mean"] - g["std"]), 100 * (g["mean"] + g["std"]),
-                          color=colour, alpha=0.15, lw=0)
+        n = int(g["n"].max())
+        ns.append(n)
+        ax_a.plot(g["epoch"], 100 * g["mean"], dash, color=colour, label=f"{name}, n={n}")
+        _trained.fill_std(ax_a, g["epoch"], 100 * g["mean"], 100 * g["std"], n, colour)
     if curves.empty:
         _trained.no_data(ax_a, "test_acc_slow_bn")
     else:
-        ax_a.set(xlabel="epoch", ylabel="test accuracy (%)", title="(a) test accuracy, mean over seeds")
+        ax_a.set(xlabel="epoch", ylabel="test accuracy (%)")
+        _trained.titled(ax_a, "(a) test accuracy", _trained.spread_note(ns))
         ax_a.legend()
     if gain.empty:
         _trained.no_data(ax_b, "test_acc_slow_bn")
@@ -68,9 +72,10 @@ def plot(summary: pd.DataFrame) -> tuple[mpl.figure.Figure, np.ndarray]:
         for _, g in gain.groupby("run"):
             ax_b.plot(g["epoch"], 100 * g["value"], color=colour, lw=0.6, alpha=0.5)
         mean = gain.groupby("epoch")["value"].mean()
-        ax_b.plot(mean.index, 100 * mean.to_numpy(), color=colour, lw=1.6, label="mean over seeds")
+        seeds = gain["run"].nunique()
+        ax_b.plot(mean.index, 100 * mean.to_numpy(), color=colour, lw=1.6, label=f"mean over seeds, n={seeds}")
         ax_b.axhline(0.0, color="0.5", lw=0.6)
-        ax_b.set(xlabel="epoch", ylabel="re-estimated - kept (pp)", title="(b) gain of BN re-estimation")
+        ax_b.set(xlabel="epoch", ylabel="re-estimated - kept (pp)", title="(b) gain of BN re-estimation\nthin: each seed; thick: their mean")
         ax_b.legend()
     _style.title(fig, "Lookahead(SGD) slow weights: BatchNorm statistics kept vs re-estimated", summary)
     return fig, np.array([ax_a, ax_b])
