@@ -1,12 +1,23 @@
-"""Hyperparameter checks and per-parameter state of the Lookahead wrapper.
+"""Hyperparameters (per parameter group) and per-parameter state of the Lookahead wrapper.
 
-The wrapper keeps, for every parameter ``p`` of the inner optimizer,
+Every parameter group of the inner optimizer (the wrapper's ``param_groups`` are the same list)
+carries the wrapper's settings beside ``lr``, so that lr schedulers, ``state_dict()`` and
+``torch.distributed.checkpoint`` (which keeps only ``param_groups`` and per-parameter state)
+treat them like any other hyperparameter:
 
-* ``state[p]["slow_param"]``: the slow weights phi (one copy of ``p``), and
-* ``state[p]["pullback_state"]`` (only with ``pullback="pullback"``): a dict holding, for each
-  parameter-shaped floating-point tensor of the inner optimizer's state (SGD's
-  ``momentum_buffer``, Adam's ``exp_avg`` and ``exp_avg_sq``, ...), a copy of its value at the
-  previous sync.
+* ``"lookahead_k"``: fast steps per sync, ``"lookahead_alpha"``: the slow step size,
+  ``"lookahead_pullback"``: what a sync does to the inner state (``"none"``, ``"reset"``,
+  ``"pullback"``), and
+* ``"lookahead_step"``: the fast steps the group has taken; the group syncs after each step
+  that makes it a multiple of its k. Groups added later start at the wrapper's current count,
+  so that groups with one k sync together.
+
+The wrapper keeps, for every parameter ``p``,
+
+* ``slow_param``: the slow weights phi (one copy of ``p``, of ``p``'s layout), and
+* ``pullback_state`` (only with ``"pullback"``): a dict holding, for each parameter-shaped
+  floating-point tensor of the inner optimizer's state (SGD's ``momentum_buffer``, Adam's
+  ``exp_avg`` and ``exp_avg_sq``, ...), a copy of its value at the previous sync.
 
 The helpers here know nothing about particular inner optimizers: a state tensor takes part in
 the pullback when it has the parameter's shape and a floating (or complex) dtype. Only the key
@@ -17,7 +28,6 @@ tensor that would otherwise match a 0-dim parameter).
 from __future__ import annotations
 
 import numbers
-from collections import defaultdict
 from collections.abc import Mapping, MutableMapping, Sequence
 from itertools import chain
 from typing import Any
@@ -25,11 +35,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from lookahead._dtensor import DTensor, copy_like, same_layout
 from lookahead._sync import lookahead_sync_
 
 SLOW = "slow_param"
 PULLBACK = "pullback_state"
+OWN_KEYS = (SLOW, PULLBACK)
 PULLBACK_MODES = ("none", "reset", "pullback")
+K, ALPHA, MODE, STEP = "lookahead_k", "lookahead_alpha", "lookahead_pullback", "lookahead_step"
+GROUP_KEYS = (K, ALPHA, MODE, STEP)
 
 
 def check_hyperparameters(k: Any, alpha: Any, pullback: Any) -> None:
@@ -42,16 +56,39 @@ def check_hyperparameters(k: Any, alpha: Any, pullback: Any) -> None:
         raise ValueError(f"Invalid pullback: {pullback!r}; choose one of {PULLBACK_MODES}")
 
 
-def copy_like(like: Tensor, value: Tensor) -> Tensor:
-    """A fresh copy of ``value`` with the device, dtype and memory format of ``like``."""
-    out = torch.empty_like(like, memory_format=torch.preserve_format)
-    out.copy_(value)
-    return out
+def check_group(group: Mapping[str, Any], index: int) -> None:
+    """Raises ValueError when a (saved) parameter group lacks a Lookahead key or has a bad value."""
+    missing = [key for key in GROUP_KEYS if key not in group]
+    if missing:
+        raise ValueError(f"Lookahead parameter group {index} has no {missing}")
+    check_hyperparameters(group[K], group[ALPHA], group[MODE])
+    step = group[STEP]
+    if isinstance(step, Tensor) and step.numel() == 1:  # saved as a tensor, as torch.optim's "step"
+        step = step.item()
+        step = int(step) if float(step).is_integer() else step
+    if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
+        raise ValueError(f"Invalid {STEP} in parameter group {index}: {group[STEP]!r}")
+
+
+def set_group_defaults(group: dict[str, Any], defaults: Mapping[str, Any], step: int) -> None:
+    """Fills in (and checks) a new group's Lookahead keys; its counter starts at ``step``."""
+    values = {key: group.get(key, defaults[key]) for key in (K, ALPHA, MODE)}
+    check_hyperparameters(values[K], values[ALPHA], values[MODE])
+    group.update({K: int(values[K]), ALPHA: float(values[ALPHA]), MODE: values[MODE], STEP: step})
+
+
+def sync_due(group: Mapping[str, Any]) -> bool:
+    """Whether the group's last fast step ended a period (``lookahead_step`` a multiple of k)."""
+    return group[STEP] > 0 and group[STEP] % group[K] == 0
 
 
 def follows(copy: Tensor, like: Tensor) -> bool:
-    """Whether ``copy`` still matches ``like`` in dtype and device (checked at every sync)."""
-    return copy.dtype is like.dtype and copy.device == like.device
+    """Whether ``copy`` still matches ``like`` in dtype, device and layout (checked at every sync)."""
+    if copy.dtype is not like.dtype or copy.device != like.device:
+        return False
+    # The common case, two plain tensors, by type identity: isinstance would double the cost
+    # of this check, which runs for every parameter at every sync.
+    return (type(copy) is not DTensor and type(like) is not DTensor) or same_layout(copy, like)
 
 
 def is_param_shaped(key: Any, value: Any, param: Tensor) -> bool:
@@ -64,13 +101,34 @@ def is_param_shaped(key: Any, value: Any, param: Tensor) -> bool:
     )
 
 
-def capture_inner(param: Tensor, inner_state: Mapping[Any, Any]) -> dict[Any, Tensor]:
-    """Copies (by value) the parameter-shaped floating tensors of one parameter's inner state."""
-    return {
-        key: value.detach().clone()
-        for key, value in inner_state.items()
-        if is_param_shaped(key, value, param)
-    }
+def capture(param: Tensor, inner_state: Mapping[Any, Any], mode: str) -> dict[str, Any]:
+    """phi <- theta by value, plus copies of the inner state for ``pullback="pullback"``."""
+    entry: dict[str, Any] = {SLOW: copy_like(param, param.detach())}
+    if mode == "pullback":
+        saved = {
+            key: value.detach().clone()
+            for key, value in inner_state.items()
+            if is_param_shaped(key, value, param)
+        }
+        if saved:
+            entry[PULLBACK] = saved
+    return entry
+
+
+def add_missing_copies(param: Tensor, inner_state: Mapping[Any, Any], entry: dict[str, Any]) -> None:
+    """Gives every parameter-shaped inner buffer a pullback copy, zeros where none was saved.
+
+    Zeros are the value a buffer that did not exist at the previous sync stands for (see
+    :func:`pullback_pairs`), so this changes no result; it makes the copies exist as soon as
+    the inner state does, so that a fresh optimizer's state lists them (DCP loads only the
+    entries it finds there).
+    """
+    saved = entry.get(PULLBACK, {})
+    for key, live in inner_state.items():
+        if key not in saved and is_param_shaped(key, live, param):
+            saved[key] = torch.zeros_like(live, memory_format=torch.preserve_format)
+    if saved:
+        entry[PULLBACK] = saved
 
 
 def pullback_pairs(
@@ -107,28 +165,6 @@ def pullback_pairs(
     return new_saved, saved_list, live_list
 
 
-def restore_entry(param: Tensor, index: int, entry: Mapping[str, Any]) -> dict[str, Any]:
-    """Rebuilds one parameter's wrapper state from a state dict entry (copies, cast to ``param``).
-
-    Raises:
-        ValueError: when the entry lacks slow weights or a tensor has the wrong shape.
-    """
-    if SLOW not in entry:
-        raise ValueError(f"Lookahead state dict entry {index} has no '{SLOW}'")
-    tensors = {SLOW: entry[SLOW], **{(PULLBACK, k): v for k, v in entry.get(PULLBACK, {}).items()}}
-    for name, value in tensors.items():
-        if tuple(value.shape) != tuple(param.shape):
-            raise ValueError(
-                f"Lookahead state dict entry {index} ({name}) has shape {tuple(value.shape)}, "
-                f"but the parameter has shape {tuple(param.shape)}; load it into an optimizer "
-                "built over the same parameters in the same order"
-            )
-    restored: dict[str, Any] = {SLOW: copy_like(param, entry[SLOW])}
-    if PULLBACK in entry:
-        restored[PULLBACK] = {k: copy_like(param, v) for k, v in entry[PULLBACK].items()}
-    return restored
-
-
 def pullback_(
     params: Sequence[Tensor],
     inner_state: Mapping[Tensor, Mapping[Any, Any]],
@@ -156,12 +192,40 @@ def pullback_(
     lookahead_sync_(saved_all, live_all, alpha, foreach=foreach)
 
 
+def restore_entry(param: Tensor, index: int, entry: Mapping[str, Any]) -> dict[str, Any]:
+    """Rebuilds one parameter's wrapper state from a state dict entry (copies, cast to ``param``).
+
+    Raises:
+        ValueError: when the entry lacks slow weights or a tensor has the wrong shape.
+    """
+    if not isinstance(entry.get(SLOW), Tensor):
+        raise ValueError(f"Lookahead state dict entry {index} has no '{SLOW}'")
+    copies = entry.get(PULLBACK) or {}
+    tensors = {SLOW: entry[SLOW], **{(PULLBACK, k): v for k, v in copies.items()}}
+    for name, value in tensors.items():
+        if not isinstance(value, Tensor) or tuple(value.shape) != tuple(param.shape):
+            shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+            raise ValueError(
+                f"Lookahead state dict entry {index} ({name}) has shape {shape}, "
+                f"but the parameter has shape {tuple(param.shape)}; load it into an optimizer "
+                "built over the same parameters in the same order"
+            )
+    restored: dict[str, Any] = {SLOW: copy_like(param, entry[SLOW])}
+    if copies:
+        restored[PULLBACK] = {k: copy_like(param, v) for k, v in copies.items()}
+    return restored
+
+
 def restore_state(
     groups: Sequence[Mapping[str, Any]],
     saved_groups: Sequence[Mapping[str, Any]],
     saved_state: Mapping[int, Mapping[str, Any]],
-) -> defaultdict[Tensor, dict[str, Any]]:
-    """Maps an index-packed state back onto the parameters (copies, cast to each parameter).
+) -> dict[Tensor, dict[str, Any]]:
+    """Maps the wrapper's part of an index-packed state back onto the parameters (copies).
+
+    A parameter that does not require gradients may lack an entry
+    (``torch.distributed.checkpoint`` drops the state of such parameters); its slow weights are
+    re-captured from its current value, which is what they are for a parameter that never moves.
 
     Raises:
         ValueError: when the groups differ in number or size, or slow weights are missing.
@@ -180,13 +244,22 @@ def restore_state(
             chain.from_iterable(g["params"] for g in groups),
         )
     )
-    if set(id_map) != set(saved_state):
+    missing = [i for i, p in id_map.items() if i not in saved_state and p.requires_grad]
+    if missing or not set(saved_state) <= set(id_map):
         raise ValueError(
             f"The Lookahead state dict has slow weights for parameters {sorted(saved_state)}, "
             f"but its parameter groups list {sorted(id_map)}"
         )
-    restored: defaultdict[Tensor, dict[str, Any]] = defaultdict(dict)
+    restored: dict[Tensor, dict[str, Any]] = {}
     with torch.no_grad():
-        for index, entry in saved_state.items():
-            restored[id_map[index]] = restore_entry(id_map[index], index, entry)
+        for index, param in id_map.items():
+            if index in saved_state:
+                restored[param] = restore_entry(param, index, saved_state[index])
+            else:
+                restored[param] = {SLOW: copy_like(param, param.detach())}
     return restored
+
+
+def unwrap_step(value: Any) -> int:
+    """A counter saved as an int or as a 0-dim tensor, as an int."""
+    return int(value.item()) if isinstance(value, Tensor) else int(value)

@@ -8,7 +8,8 @@ The outer update of Algorithm 1 (Zhang et al. 2019) on pairs of tensors is
 Both flavours compute it with ``lerp`` followed by ``copy_``, so they agree bit for bit on
 CPU. The foreach flavour groups the pairs by device and dtype, as ``torch.optim`` and
 ``torch.optim.swa_utils`` do, and costs two kernel launches per group instead of two per
-tensor.
+tensor. DTensor pairs (FSDP2) are updated through their local shards (see ``_dtensor``), so
+both flavours always run on plain tensors and never communicate.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from torch.utils._foreach_utils import (
     _get_foreach_kernels_supported_devices,
     _group_tensors_by_device_and_dtype,
 )
+
+from lookahead._dtensor import local
 
 __all__ = ["default_foreach", "lookahead_sync_", "copy_"]
 
@@ -64,7 +67,8 @@ def lookahead_sync_(
     """Applies the Lookahead outer update in place to pairs of tensors.
 
     For every pair ``(phi, theta)``: ``phi <- phi + alpha * (theta - phi)``, then
-    ``theta <- phi``. The pairs must agree in shape, device and dtype.
+    ``theta <- phi``. The pairs must agree in shape, device and dtype; a DTensor pair must
+    also agree in mesh and placements, and is updated shard by shard.
 
     Args:
         slow: the slow tensors phi (updated in place).
@@ -76,6 +80,7 @@ def lookahead_sync_(
     _check_pairs(slow, fast)
     if not slow:
         return
+    slow, fast = local(slow), local(fast)
     if foreach is None:
         foreach = default_foreach(fast)
     if foreach:
@@ -95,12 +100,14 @@ def copy_(dst: Sequence[Tensor], src: Sequence[Tensor], *, foreach: bool | None 
 
     Args:
         dst: the tensors written to.
-        src: the tensors read from; same shapes, devices and dtypes as ``dst``.
+        src: the tensors read from; same shapes, devices, dtypes (and DTensor layouts) as
+            ``dst``.
         foreach: as in :func:`lookahead_sync_`.
     """
     _check_pairs(dst, src)
     if not dst:
         return
+    dst, src = local(dst), local(src)
     if foreach is None:
         foreach = default_foreach(dst)
     if foreach:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections import defaultdict
 from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
@@ -12,15 +11,17 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from lookahead import _state
-from lookahead._state import PULLBACK_MODES, check_hyperparameters
+from lookahead import _format, _state
+from lookahead._state import ALPHA, K, MODE, PULLBACK_MODES, SLOW, STEP
 from lookahead._sync import copy_, lookahead_sync_
+from lookahead._view import LookaheadState
 
 __all__ = ["Lookahead", "PULLBACK_MODES"]
 
 # What pickling/deepcopy keeps; hooks and an lr_scheduler's patched `step` are dropped, as
-# torch.optim.Optimizer.__getstate__ drops them.
-_PICKLED = ("defaults", "state", "optimizer", "k", "alpha", "pullback", "foreach", "fast_steps")
+# torch.optim.Optimizer.__getstate__ drops them. k, alpha, pullback and the counter live in
+# the inner optimizer's param_groups.
+_PICKLED = ("defaults", "optimizer", "foreach", "_own", "_read", "_copies_due")
 
 
 class Lookahead(Optimizer):
@@ -53,6 +54,17 @@ class Lookahead(Optimizer):
         foreach: vectorize the sync with ``torch._foreach_*`` kernels grouped by device and
             dtype; ``None`` chooses like torch.optim (foreach on CUDA, a for-loop on CPU).
 
+    k, alpha and pullback are per parameter group: they are the group keys
+    ``"lookahead_k"``, ``"lookahead_alpha"`` and ``"lookahead_pullback"``, set from these
+    arguments for every group that does not set them itself (as ``lr`` is)::
+
+        inner = torch.optim.AdamW([{"params": body}, {"params": head, "lookahead_k": 10}])
+        opt = Lookahead(inner, k=5)     # body: k=5, head: k=10; both alpha=0.5
+
+    Each group counts its fast steps in ``"lookahead_step"`` and syncs when the count is a
+    multiple of its k; ``opt.k``, ``opt.alpha``, ``opt.pullback`` read (when all groups agree)
+    and set them for all groups, ``opt.fast_steps`` reads and sets the counter.
+
     Example:
         >>> model = torch.nn.Linear(4, 1)
         >>> opt = Lookahead(torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), k=5)
@@ -66,19 +78,20 @@ class Lookahead(Optimizer):
 
     The wrapper is a real ``torch.optim.Optimizer``: ``param_groups`` *is* the inner
     optimizer's list (so lr schedulers and ``GradScaler`` act on the real groups), and step and
-    state-dict hooks fire on it. ``state`` holds the wrapper's own per-parameter state
-    (``"slow_param"``, and ``"pullback_state"`` with ``pullback="pullback"``); the inner
-    optimizer's state stays in ``optimizer.state``. ``state_dict()`` returns::
+    state-dict hooks fire on it. ``state[p]`` shows, for each parameter, the inner optimizer's
+    entries and the wrapper's own (``"slow_param"``, and ``"pullback_state"`` with
+    ``pullback="pullback"``) as one dict; the inner optimizer keeps its part in
+    ``optimizer.state``. ``state_dict()`` has torch.optim's layout (see ``lookahead._format``)::
 
-        {"state": {0: {"slow_param": Tensor, ...}, 1: ...},   # index-packed like torch.optim
-         "param_groups": <the inner state dict's param_groups>,
-         "inner": optimizer.state_dict(),
-         "lookahead": {"k": 5, "alpha": 0.5, "pullback": "none", "fast_steps": 7}}
+        {"state": {0: {"momentum_buffer": Tensor, "slow_param": Tensor, ...}, 1: ...},
+         "param_groups": [{"lr": 0.1, ..., "lookahead_k": 5, "lookahead_alpha": 0.5,
+                           "lookahead_pullback": "none", "lookahead_step": 7, "params": [0, 1]}]}
 
-    and ``load_state_dict`` restores all of it (k, alpha and pullback included, as torch.optim
-    restores lr), so a resumed run continues bit for bit, also mid-period. An inner-only state
-    dict (a plain optimizer's, or the official implementation's) loads with a warning: the
-    slow weights are re-captured from the current parameters and the period restarts.
+    and ``load_state_dict`` restores all of it, so a resumed run continues bit for bit, also
+    mid-period. State dicts of the earlier layout (``"inner"`` and ``"lookahead"`` keys) load
+    too. An inner-only state dict (a plain optimizer's, or the official implementation's)
+    loads with a warning: the slow weights are re-captured from the current parameters and the
+    period restarts.
 
     .. note::
         Unlike the prior art, phi_0 = theta_0 is captured eagerly (timm starts phi at
@@ -88,19 +101,27 @@ class Lookahead(Optimizer):
         parameter is synced, also those without a gradient; slow weights are cast lazily to
         each parameter's current device and dtype, so ``model.to(...)`` after
         building the optimizer is fine. Memory: one copy of the parameters (plus the pullback
-        copies), and one transient copy inside :meth:`slow_weights`. BatchNorm running
-        statistics are buffers, not parameters: this class never touches them; whether to
-        evaluate phi with them as they are or to recompute them
+        copies, made at the first step), and one transient copy inside :meth:`slow_weights`.
+        BatchNorm running statistics are buffers, not parameters: this class never touches
+        them; whether to evaluate phi with them as they are or to recompute them
         (``torch.optim.swa_utils.update_bn``) is the caller's choice.
 
         AMP: pass the wrapper to ``scaler.unscale_(opt)`` and ``scaler.step(opt)``; a step the
         scaler skips (inf/NaN gradients) does not advance the counter. DDP: gradients are
         all-reduced before ``step()``, so every rank makes the same updates and phi stays
-        identical on every rank without communication. torch.compile: compile the model
-        (``model = torch.compile(model)``) and keep ``opt.step()`` eager; its cost is the inner
-        step plus a sync every k steps. ``torch.compile(opt.step)`` also works (checked with
-        torch 2.13 and 2.15 on CPU, SGD and Adam: equal to eager within float rounding, no
-        recompilation as the counter advances).
+        identical on every rank without communication. FSDP2 (``fully_shard``) and other
+        DTensor parameters: phi and the pullback copies are DTensors laid out like their
+        parameter, and the sync and :meth:`slow_weights` work on the local shards (no
+        communication, no gathering). ``torch.distributed.checkpoint``:
+        ``get_optimizer_state_dict`` / ``set_optimizer_state_dict`` carry everything, flattened
+        or not; DCP initializes a fresh wrapper (whose ``state`` is empty) with a zero-lr step,
+        as it does any optimizer, and never steps one that has stepped. With
+        ``pullback="reset"``, a state dict saved right after a sync holds no inner state (there
+        is none); the inner entries DCP may fill in for it are dropped on loading.
+        Gradient accumulation: k counts ``step()`` calls, i.e. optimizer steps, not
+        micro-batches. torch.compile: ``torch.compile(opt.step)`` compiles the inner step; the
+        counter and the sync run eagerly (a graph break), so advancing the counter never
+        recompiles.
 
     References:
         Zhang, Lucas, Hinton, Ba. "Lookahead Optimizer: k steps forward, 1 step back".
@@ -121,18 +142,20 @@ class Lookahead(Optimizer):
                 f"Lookahead wraps a torch.optim.Optimizer, got {type(optimizer).__name__}; build "
                 "the inner optimizer first: Lookahead(torch.optim.SGD(model.parameters(), lr=0.1))"
             )
-        check_hyperparameters(k, alpha, pullback)
+        _state.check_hyperparameters(k, alpha, pullback)
         if foreach is not None and not isinstance(foreach, bool):
             raise TypeError(f"Invalid foreach: {foreach!r}; use True, False or None")
-        self.optimizer = optimizer
-        self.k, self.alpha, self.pullback, self.foreach = int(k), float(alpha), pullback, foreach
-        self.fast_steps = 0
+        self.optimizer, self.foreach = optimizer, foreach
+        self._own: dict[Tensor, dict[str, Any]] = {}  # per parameter: slow weights, copies
+        self._read = False  # whether `state[p]` was read (see lookahead._view)
+        self._copies_due = True  # pullback copies of newly created inner buffers are due
         self._constructed, self._swapped = False, False
-        defaults = {**optimizer.defaults, "lookahead_k": self.k, "lookahead_alpha": self.alpha}
-        # Optimizer.__init__ sets up the hooks and `self.state`, assigns `param_groups = []` and
-        # then calls add_param_group for each group it is given. The groups already live in
-        # the inner optimizer, so both calls only capture the slow weights (see below).
+        defaults = {**optimizer.defaults, K: int(k), ALPHA: float(alpha), MODE: pullback}
+        # Optimizer.__init__ sets up the hooks, assigns `param_groups = []` and then calls
+        # add_param_group for each group it is given. The groups already live in the inner
+        # optimizer, so those calls only set the Lookahead keys and capture the slow weights.
         super().__init__(optimizer.param_groups, defaults)
+        self.state = LookaheadState(self)  # replaces Optimizer.__init__'s defaultdict
         self._constructed = True
 
     @property
@@ -147,12 +170,81 @@ class Lookahead(Optimizer):
         if self._constructed:
             self.optimizer.param_groups = groups
 
+    def _common(self, key: str) -> Any:
+        values = {group[key] for group in self.param_groups if key in group}
+        if len(values) != 1:
+            raise AttributeError(
+                f"the parameter groups have different values of {key!r} ({sorted(values)}); "
+                f"read opt.param_groups[i][{key!r}]"
+            )
+        return values.pop()
+
+    def _set_all(self, key: str, value: Any) -> None:
+        for group in self.param_groups:
+            group[key] = value
+        if key != STEP:
+            self.defaults[key] = value  # for groups added later
+
+    @property
+    def k(self) -> int:
+        """Fast steps per sync (the groups' ``"lookahead_k"``, when they agree)."""
+        return self._common(K)
+
+    @k.setter
+    def k(self, value: int) -> None:
+        _state.check_hyperparameters(value, 0.5, "none")
+        self._set_all(K, int(value))
+
+    @property
+    def alpha(self) -> float:
+        """The slow step size (the groups' ``"lookahead_alpha"``, when they agree)."""
+        return self._common(ALPHA)
+
+    @alpha.setter
+    def alpha(self, value: float) -> None:
+        _state.check_hyperparameters(1, value, "none")
+        self._set_all(ALPHA, float(value))
+
+    @property
+    def pullback(self) -> str:
+        """What a sync does to the inner state (the groups' ``"lookahead_pullback"``)."""
+        return self._common(MODE)
+
+    @pullback.setter
+    def pullback(self, value: str) -> None:
+        _state.check_hyperparameters(1, 0.5, value)
+        self._set_all(MODE, value)
+
+    @property
+    def fast_steps(self) -> int:
+        """The fast steps taken (the groups' ``"lookahead_step"``; 0 before the first group)."""
+        groups = self.param_groups if self._constructed else []
+        return _state.unwrap_step(groups[0].get(STEP, 0)) if groups else 0
+
+    @fast_steps.setter
+    def fast_steps(self, value: int) -> None:
+        self._set_all(STEP, int(value))
+
     def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """Adds a group to the inner optimizer and captures its slow weights (phi_0 = theta)."""
+        """Adds a group to the inner optimizer and captures its slow weights (phi_0 = theta).
+
+        The group's ``"lookahead_k"``, ``"lookahead_alpha"`` and ``"lookahead_pullback"``
+        default to the wrapper's; its counter starts at the current one, so that a group with
+        the same k syncs with the others.
+        """
         if self._constructed:
+            _state.set_group_defaults(dict(param_group), self.defaults, 0)  # check first
+            step = self.fast_steps
             self.optimizer.add_param_group(param_group)
             param_group = self.optimizer.param_groups[-1]
-        self._capture(param_group["params"])
+        else:
+            step = 0
+        _state.set_group_defaults(param_group, self.defaults, step)
+        inner = self.optimizer.state
+        with torch.no_grad():
+            for p in param_group["params"]:
+                self._own[p] = _state.capture(p, inner.get(p, {}), param_group[MODE])
+        self._copies_due = True
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Delegates to the inner optimizer's ``zero_grad``."""
@@ -162,19 +254,43 @@ class Lookahead(Optimizer):
         self, closure: Callable[[], float] | None = None
     ) -> float | None:
         """One fast step of the inner optimizer (``closure`` goes to it; its loss is returned),
-        then the outer update after every k-th call."""
+        then the outer update of every group whose period ended."""
         if self._swapped:
             raise RuntimeError("Lookahead.step() was called inside slow_weights(); leave it first")
         loss = self.optimizer.step(closure)
-        self.fast_steps += 1
-        if self.fast_steps % self.k == 0:
-            self._sync()
+        self._advance()
         return loss
+
+    # Under torch.compile(opt.step) the counter stays a Python int read here, eagerly: were it
+    # traced, each new value would be a new guard (a recompile), and the sync a second graph.
+    @torch._disable_dynamo
+    def _advance(self) -> None:
+        """Counts the fast step in every group and syncs those whose period ended."""
+        due = []
+        for index, group in enumerate(self.param_groups):
+            if STEP not in group:
+                raise RuntimeError(
+                    f"parameter group {index} has no Lookahead settings: it was added to the inner "
+                    "optimizer directly; add groups with Lookahead.add_param_group"
+                )
+            group[STEP] = _state.unwrap_step(group[STEP]) + 1
+            if _state.sync_due(group):
+                due.append(group)
+        if self._copies_due:  # the inner optimizer creates its buffers at its first step
+            self._copies_due = False
+            inner = self.optimizer.state
+            for group in self.param_groups:
+                if group[MODE] == "pullback":
+                    for p in group["params"]:
+                        _state.add_missing_copies(p, inner.get(p, {}), self._own[p])
+        if due:
+            self._sync(due)
 
     @contextlib.contextmanager
     def slow_weights(self) -> Iterator[None]:
         """Puts phi into the parameters; restores theta bit for bit on exit, also when the body
-        raises. Buffers (BatchNorm running statistics) are not touched."""
+        raises. Buffers (BatchNorm running statistics) are not touched. DTensor parameters are
+        swapped shard by shard, without gathering."""
         if self._swapped:
             raise RuntimeError("slow_weights() blocks do not nest")
         fast, slow = self._pairs()
@@ -198,23 +314,15 @@ class Lookahead(Optimizer):
 
     @torch._disable_dynamo
     def state_dict(self) -> dict[str, Any]:  # type: ignore[override]
-        """Returns the wrapper's and the inner optimizer's state (format in the class docstring)."""
+        """Returns the inner optimizer's and the wrapper's state (layout in the class docstring)."""
         for pre_hook in self._optimizer_state_dict_pre_hooks.values():
             pre_hook(self)
         params, _ = self._pairs()  # casts the slow weights to the parameters' current dtype
-        index: dict[int, int] = {}
-        for i, p in enumerate(params):
-            index.setdefault(id(p), i)  # the first index of a parameter, as torch.optim packs
-        inner = self.optimizer.state_dict()
-        state_dict: dict[str, Any] = {
-            "state": {index[id(p)]: s for p, s in self.state.items() if id(p) in index},
-            "param_groups": inner["param_groups"],
-            "inner": inner,
-            "lookahead": {
-                "k": self.k, "alpha": self.alpha, "pullback": self.pullback,
-                "fast_steps": self.fast_steps,
-            },
-        }
+        inner = self.optimizer.state_dict()  # packed in the same order as `params`
+        state: dict[int, Any] = {}
+        for index, p in enumerate(params):
+            state[index] = _format.merge_entry(index, inner["state"].get(index, {}), self._own[p])
+        state_dict: dict[str, Any] = {"state": state, "param_groups": inner["param_groups"]}
         for post_hook in self._optimizer_state_dict_post_hooks.values():
             result = post_hook(self, state_dict)
             if result is not None:
@@ -223,7 +331,8 @@ class Lookahead(Optimizer):
 
     @torch._disable_dynamo
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:  # type: ignore[override]
-        """Loads a state dict made by :meth:`state_dict`, or an inner-only one (with a warning).
+        """Loads a state dict made by :meth:`state_dict` (this or the earlier layout), or an
+        inner-only one (with a warning).
 
         Raises:
             ValueError: when the state dict was made for a different number of parameters or
@@ -235,6 +344,8 @@ class Lookahead(Optimizer):
             if result is not None:
                 state_dict = result
         if "lookahead" in state_dict and "inner" in state_dict:
+            self._load_own(_format.from_old_layout(state_dict))
+        elif _format.is_lookahead_layout(state_dict):
             self._load_own(state_dict)
         else:
             warnings.warn(
@@ -244,10 +355,15 @@ class Lookahead(Optimizer):
                 "the sync period restarted",
                 stacklevel=2,
             )
+            settings = [{key: g[key] for key in (K, ALPHA, MODE)} for g in self.param_groups]
             self.optimizer.load_state_dict(state_dict)
-            self.state = defaultdict(dict)
-            self.fast_steps = 0
-            self._capture(self._params())
+            self._own, self._read, self._copies_due = {}, False, True
+            inner = self.optimizer.state
+            with torch.no_grad():
+                for group, keys in zip(self.param_groups, settings):
+                    group.update({**keys, STEP: 0})
+                    for p in group["params"]:
+                        self._own[p] = _state.capture(p, inner.get(p, {}), group[MODE])
         for post_hook in self._optimizer_load_state_dict_post_hooks.values():
             post_hook(self)
 
@@ -256,62 +372,74 @@ class Lookahead(Optimizer):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__({**state, "_constructed": True, "_swapped": False})
+        self.state = LookaheadState(self)
 
     def __repr__(self) -> str:
         inner = repr(self.optimizer).replace("\n", "\n    ")
-        head = f"Lookahead(k={self.k}, alpha={self.alpha}, pullback={self.pullback!r},"
-        return f"{head}\n    {inner}\n)"
+        settings = []
+        for name, key in (("k", K), ("alpha", ALPHA), ("pullback", MODE)):
+            values = [group.get(key) for group in self.param_groups]
+            shown = values[0] if len(set(values)) == 1 else values
+            settings.append(f"{name}={shown!r}")
+        return f"Lookahead({', '.join(settings)},\n    {inner}\n)"
 
     def _params(self) -> list[Tensor]:
         return [p for group in self.param_groups for p in group["params"]]
 
-    def _capture(self, params: list[Tensor]) -> None:
-        """phi <- theta (by value) for ``params``, plus the inner-state copies for pullback."""
-        with torch.no_grad():
-            for p in params:
-                self.state[p] = {_state.SLOW: _state.copy_like(p, p)}
-                if self.pullback == "pullback":
-                    saved = _state.capture_inner(p, self.optimizer.state.get(p, {}))
-                    if saved:
-                        self.state[p][_state.PULLBACK] = saved
-
-    def _pairs(self) -> tuple[list[Tensor], list[Tensor]]:
+    def _pairs(self, params: list[Tensor] | None = None) -> tuple[list[Tensor], list[Tensor]]:
         """The parameters and their slow weights, re-cast where a parameter moved."""
-        fast = self._params()
+        fast = self._params() if params is None else params
         slow = []
         for i, p in enumerate(fast):
-            try:
-                entry = self.state[p]
-                phi = entry[_state.SLOW]
-            except KeyError:
+            entry = self._own.get(p)
+            if entry is None or SLOW not in entry:
                 raise RuntimeError(
                     f"parameter {i} (shape {tuple(p.shape)}) has no slow weights: it was added "
                     "to the inner optimizer directly; add groups with Lookahead.add_param_group"
-                ) from None
+                )
+            phi = entry[SLOW]
             if not _state.follows(phi, p):
-                phi = entry[_state.SLOW] = _state.copy_like(p, phi)
+                with torch.no_grad():
+                    phi = entry[SLOW] = _state.copy_like(p, phi)
             slow.append(phi)
         return fast, slow
 
-    def _sync(self) -> None:
-        fast, slow = self._pairs()
-        lookahead_sync_(slow, fast, self.alpha, foreach=self.foreach)
-        if self.pullback == "reset":
-            for p in fast:
-                self.optimizer.state.pop(p, None)
-        elif self.pullback == "pullback":
-            _state.pullback_(
-                fast, self.optimizer.state, self.state, self.alpha, foreach=self.foreach
-            )
+    def _sync(self, groups: list[dict[str, Any]] | None = None) -> None:
+        """The outer update of ``groups`` (default: all), then their pullback mode."""
+        groups = self.param_groups if groups is None else groups
+        by_alpha: dict[float, tuple[list[Tensor], list[Tensor]]] = {}
+        for group in groups:  # one kernel call per distinct alpha, not per group
+            fast, slow = self._pairs(group["params"])
+            slow_all, fast_all = by_alpha.setdefault(group[ALPHA], ([], []))
+            slow_all += slow
+            fast_all += fast
+        for alpha, (slow, fast) in by_alpha.items():
+            lookahead_sync_(slow, fast, alpha, foreach=self.foreach)
+        inner = self.optimizer.state
+        for group in groups:
+            if group[MODE] == "reset":
+                for p in group["params"]:
+                    inner.pop(p, None)
+            elif group[MODE] == "pullback":
+                _state.pullback_(group["params"], inner, self._own, group[ALPHA], foreach=self.foreach)
 
     def _load_own(self, state_dict: dict[str, Any]) -> None:
-        meta = state_dict["lookahead"]
-        check_hyperparameters(meta["k"], meta["alpha"], meta["pullback"])
+        saved_groups = state_dict["param_groups"]
+        for index, group in enumerate(saved_groups):
+            _state.check_group(group, index)
+        inner_state, own_state = {}, {}
+        for index, entry in state_dict["state"].items():
+            inner_state[index], own_state[index] = _format.split_entry(entry)
+        # pullback="reset" just after a sync: the inner state was deleted; entries that a
+        # loader filled in from a fresh optimizer's layout (DCP does) are not part of it.
+        for group in saved_groups:
+            if group[MODE] == "reset" and _state.sync_due(group):
+                for index in group["params"]:
+                    inner_state.pop(index, None)
         # Check and copy everything before changing anything: a failure leaves `self` intact.
-        new_state = _state.restore_state(
-            self.param_groups, state_dict["inner"]["param_groups"], state_dict["state"]
+        new_own = _state.restore_state(self.param_groups, saved_groups, own_state)
+        groups = [{**g, STEP: _state.unwrap_step(g[STEP])} for g in saved_groups]
+        self.optimizer.load_state_dict(
+            {"state": {i: s for i, s in inner_state.items() if s}, "param_groups": groups}
         )
-        self.optimizer.load_state_dict(state_dict["inner"])
-        self.state = new_state
-        self.k, self.alpha, self.pullback = int(meta["k"]), float(meta["alpha"]), meta["pullback"]
-        self.fast_steps = int(meta["fast_steps"])
+        self._own, self._read, self._copies_due = new_own, False, True

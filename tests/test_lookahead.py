@@ -210,7 +210,9 @@ def test_memory_is_one_copy_of_the_parameters(name, pullback):
             for value in tree.values():
                 yield from tensors(value)
 
-    ours = [t for p in params for t in tensors(opt.state[p])]
+    # opt.state[p] also shows the inner optimizer's entries; the wrapper's are these two keys.
+    own = [opt.state[p][key] for p in params for key in ("slow_param", "pullback_state") if key in opt.state[p]]
+    ours = [t for entry in own for t in tensors(entry)]
     param_bytes = sum(p.numel() * p.element_size() for p in params)
     buffers = {"sgd_momentum": 1, "adam": 2}[name] if pullback == "pullback" else 0
     assert sum(t.numel() * t.element_size() for t in ours) == (1 + buffers) * param_bytes
@@ -315,3 +317,40 @@ def test_foreach_default_follows_torch_optim(monkeypatch):
     assert _sync.default_foreach(cpu) is True  # as it would on CUDA
     with pytest.raises(ValueError, match="one slow tensor per fast tensor"):
         _sync.lookahead_sync_([torch.zeros(2)], [], 0.5)
+
+
+@pytest.mark.parametrize("pullback", ["none", "reset", "pullback"])
+@pytest.mark.parametrize("name", ["sgd_momentum", "adam"])
+def test_per_group_k_and_alpha_follow_separate_wrappers(name, pullback):
+    """A group with its own k and alpha (keys in its param group, as lr) is a Lookahead of its
+    own: these inner optimizers act per parameter, so the result is exact."""
+    params, separate = make_params(), make_params()
+    groups = [{"params": params[:2], "lookahead_k": 2, "lookahead_alpha": 0.3}, {"params": params[2:]}]
+    opt = Lookahead(INNER[name](groups), k=3, alpha=0.7, pullback=pullback)
+    first = Lookahead(INNER[name](separate[:2]), k=2, alpha=0.3, pullback=pullback)
+    second = Lookahead(INNER[name](separate[2:]), k=3, alpha=0.7, pullback=pullback)
+    for t in range(1, 9):
+        set_grads(params, t)
+        set_grads(separate, t)
+        for o in (opt, first, second):
+            o.step()
+    assert_close(params, separate, rtol=0, atol=0)
+    slow = [opt.state[p]["slow_param"] for p in params]
+    assert_close(slow, slow_of(first) + slow_of(second), rtol=0, atol=0)
+    assert [(g["lookahead_k"], g["lookahead_alpha"], g["lookahead_step"]) for g in opt.param_groups] == [(2, 0.3, 8), (3, 0.7, 8)]
+    with pytest.raises(AttributeError, match="different values of 'lookahead_k'"):
+        opt.k
+    assert opt.pullback == pullback and opt.fast_steps == 8
+
+
+def test_one_k_and_alpha_by_default_and_settable_for_all_groups():
+    params = make_params()
+    opt = Lookahead(torch.optim.SGD([{"params": params[:1]}, {"params": params[1:]}], lr=0.1), k=4, alpha=0.6)
+    assert [(g["lookahead_k"], g["lookahead_alpha"], g["lookahead_pullback"]) for g in opt.param_groups] == [(4, 0.6, "none")] * 2
+    assert (opt.k, opt.alpha, opt.pullback) == (4, 0.6, "none")
+    opt.k, opt.alpha = 2, 0.5
+    assert [(g["lookahead_k"], g["lookahead_alpha"]) for g in opt.param_groups] == [(2, 0.5)] * 2
+    with pytest.raises(ValueError, match="Invalid k: 0"):
+        opt.k = 0
+    with pytest.raises(ValueError, match="Invalid alpha: 2"):
+        Lookahead(torch.optim.SGD([{"params": params, "lookahead_alpha": 2}], lr=0.1))

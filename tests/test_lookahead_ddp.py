@@ -27,27 +27,20 @@ def build(model):
     return Lookahead(torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), k=K, alpha=0.5)
 
 
-def worker(rank, port, out_dir):
-    torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD_SIZE
-    )
-    try:
-        torch.manual_seed(0)
-        model = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(4, 2))
-        opt = build(model)
-        for t in range(STEPS):
-            opt.zero_grad()
-            model(batch(rank, t)).square().mean().backward()
-            opt.step()
-        params = list(model.parameters())
-        flat = torch.cat([p.detach().flatten() for p in params] + [opt.state[p]["slow_param"].flatten() for p in params])
-        gathered = [torch.empty_like(flat) for _ in range(WORLD_SIZE)]
-        dist.all_gather(gathered, flat)
-        if rank == 0:
-            torch.save(torch.stack(gathered), f"{out_dir}/gathered.pt")
-    finally:
-        dist.destroy_process_group()
+def worker(rank, out_dir):
+    torch.manual_seed(0)
+    model = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(4, 2))
+    opt = build(model)
+    for t in range(STEPS):
+        opt.zero_grad()
+        model(batch(rank, t)).square().mean().backward()
+        opt.step()
+    params = list(model.parameters())
+    flat = torch.cat([p.detach().flatten() for p in params] + [opt.state[p]["slow_param"].flatten() for p in params])
+    gathered = [torch.empty_like(flat) for _ in range(WORLD_SIZE)]
+    dist.all_gather(gathered, flat)
+    if rank == 0:
+        torch.save(torch.stack(gathered), f"{out_dir}/gathered.pt")
 
 
 def free_port():
@@ -56,12 +49,28 @@ def free_port():
         return s.getsockname()[1]
 
 
-def test_ddp_ranks_stay_identical(tmp_path):
-    # DDP's constructor imports torch._dynamo (seconds); import it once here so that the
-    # forked workers inherit it instead of importing it twice.
+def _member(rank, port, world_size, fn, args):
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
+    try:
+        fn(rank, *args)
+    finally:
+        dist.destroy_process_group()
+
+
+def spawn(fn, *args, world_size=WORLD_SIZE):
+    """Runs ``fn(rank, *args)`` in ``world_size`` forked processes that form a gloo process
+    group on 127.0.0.1; a failure in any of them is raised here. Shared by the FSDP2, DCP and
+    README tests (``from test_lookahead_ddp import spawn``)."""
+    # DDP's and FSDP2's code import torch._dynamo (seconds); import it once here so that the
+    # forked processes inherit it instead of each importing it.
     import torch._dynamo  # noqa: F401
 
-    mp.start_processes(worker, args=(free_port(), str(tmp_path)), nprocs=WORLD_SIZE, start_method="fork")
+    mp.start_processes(_member, args=(free_port(), world_size, fn, args), nprocs=world_size, start_method="fork")
+
+
+def test_ddp_ranks_stay_identical(tmp_path):
+    spawn(worker, str(tmp_path))
     gathered = torch.load(tmp_path / "gathered.pt")
     assert torch.equal(gathered[0], gathered[1])
 

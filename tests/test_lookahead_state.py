@@ -71,20 +71,101 @@ def test_lockstep_resume_mid_period(name, pullback):
 
 
 def test_state_dict_format_and_determinism():
+    """torch.optim's layout, which DCP keeps whole: the inner optimizer's and the wrapper's
+    entries side by side per parameter, the settings and the counter in the groups."""
     model = make_model()
     opt = Lookahead(INNER["adam"](model.parameters()), k=3, alpha=0.8, pullback="pullback")
     train(model, opt, 4)
     sd = opt.state_dict()
-    assert set(sd) == {"state", "param_groups", "inner", "lookahead"}
-    assert sd["lookahead"] == {"k": 3, "alpha": 0.8, "pullback": "pullback", "fast_steps": 4}
+    assert set(sd) == {"state", "param_groups"}
+    settings = {key: v for key, v in sd["param_groups"][0].items() if key.startswith("lookahead_")}
+    assert settings == {"lookahead_k": 3, "lookahead_alpha": 0.8, "lookahead_pullback": "pullback", "lookahead_step": 4}
     assert sorted(sd["state"]) == [0, 1, 2, 3]
-    assert set(sd["state"][0]) == {"slow_param", "pullback_state"}
+    assert set(sd["state"][0]) == {"step", "exp_avg", "exp_avg_sq", "slow_param", "pullback_state"}
     assert set(sd["state"][0]["pullback_state"]) == {"exp_avg", "exp_avg_sq"}
-    assert sd["param_groups"] == sd["inner"]["param_groups"]
+    assert sd["param_groups"] == opt.optimizer.state_dict()["param_groups"]
     again = opt.state_dict()
-    assert again["lookahead"] == sd["lookahead"] and again["param_groups"] == sd["param_groups"]
+    assert again["param_groups"] == sd["param_groups"]
     assert_close(again["state"], sd["state"], rtol=0, atol=0)
-    assert_close(again["inner"]["state"], sd["inner"]["state"], rtol=0, atol=0)
+
+
+def test_per_group_settings_and_counter_survive_the_state_dict():
+    model = make_model()
+    groups = [
+        {"params": model[0].parameters(), "lookahead_k": 2, "lookahead_alpha": 0.3, "lookahead_pullback": "pullback"},
+        {"params": model[2].parameters()},
+    ]
+    opt = Lookahead(INNER["adam"](groups), k=3, alpha=0.8)
+    train(model, opt, 5)  # mid-period for both groups
+    saved = roundtrip({"model": model.state_dict(), "opt": opt.state_dict()})
+    resumed = make_model(seed=1)
+    resumed.load_state_dict(saved["model"])
+    opt2 = Lookahead(INNER["adam"]([{"params": resumed[0].parameters()}, {"params": resumed[2].parameters()}]), k=4)
+    opt2.load_state_dict(saved["opt"])  # the settings come from the state dict, as lr does
+
+    def settings(o):
+        return [{k: v for k, v in g.items() if k.startswith("lookahead_")} for g in o.param_groups]
+
+    assert settings(opt2) == settings(opt) == [
+        {"lookahead_k": 2, "lookahead_alpha": 0.3, "lookahead_pullback": "pullback", "lookahead_step": 5},
+        {"lookahead_k": 3, "lookahead_alpha": 0.8, "lookahead_pullback": "none", "lookahead_step": 5},
+    ]
+    for t in range(5, 12):
+        train(model, opt, 1, start=t)
+        train(resumed, opt2, 1, start=t)
+        assert_close(list(resumed.parameters()), list(model.parameters()), rtol=0, atol=0)
+        assert_close(slow_of(opt2), slow_of(opt), rtol=0, atol=0)
+
+
+def old_layout(opt):
+    """What Lookahead.state_dict() returned before the settings moved into the groups."""
+    inner = opt.optimizer.state_dict()
+    keys = ("lookahead_k", "lookahead_alpha", "lookahead_pullback", "lookahead_step")
+    groups = [{k: v for k, v in g.items() if k not in keys} for g in inner["param_groups"]]
+    own = {i: {k: e[k] for k in ("slow_param", "pullback_state") if k in e} for i, e in opt.state_dict()["state"].items()}
+    return {
+        "state": own, "param_groups": groups, "inner": {"state": inner["state"], "param_groups": groups},
+        "lookahead": {"k": opt.k, "alpha": opt.alpha, "pullback": opt.pullback, "fast_steps": opt.fast_steps},
+    }
+
+
+@pytest.mark.parametrize("counter", ["int", "tensor"])
+def test_earlier_layout_and_tensor_counters_load(counter):
+    model = make_model()
+    opt = Lookahead(INNER["adam"](model.parameters()), k=3, alpha=0.5, pullback="pullback")
+    train(model, opt, 7)
+    saved = roundtrip({"model": model.state_dict(), "opt": old_layout(opt), "new": opt.state_dict()})
+    if counter == "tensor":  # a counter saved as a tensor (as torch.optim saves "step") loads too
+        saved["opt"] = saved["new"]
+        for group in saved["opt"]["param_groups"]:
+            group["lookahead_step"] = torch.tensor(7.0)
+    resumed = make_model(seed=1)
+    resumed.load_state_dict(saved["model"])
+    opt2 = Lookahead(INNER["adam"](resumed.parameters()), k=5)
+    opt2.load_state_dict(saved["opt"])
+    assert (opt2.k, opt2.fast_steps, opt2.pullback) == (3, 7, "pullback")
+    for t in range(7, 12):
+        train(model, opt, 1, start=t)
+        train(resumed, opt2, 1, start=t)
+    assert_close(list(resumed.parameters()), list(model.parameters()), rtol=0, atol=0)
+    assert_close(slow_of(opt2), slow_of(opt), rtol=0, atol=0)
+
+
+def test_state_shows_inner_and_own_entries_per_parameter():
+    """opt.state[p] is where tools (DCP) look for all of a parameter's state."""
+    model = make_model()
+    opt = Lookahead(INNER["sgd_momentum"](model.parameters()), k=2, pullback="pullback")
+    assert len(opt.state) == 0  # fresh, as a torch optimizer's
+    train(model, opt, 1)
+    p = next(model.parameters())
+    assert list(opt.state) == list(model.parameters()) and p in opt.state
+    assert list(opt.state[p]) == ["momentum_buffer", "slow_param", "pullback_state"]
+    assert opt.state[p]["momentum_buffer"] is opt.optimizer.state[p]["momentum_buffer"]
+    assert "slow_param" not in opt.optimizer.state[p]  # the inner optimizer sees its own keys only
+    buffer = torch.ones_like(p)
+    opt.state[p]["momentum_buffer"] = buffer  # writes go to the key's owner
+    assert opt.optimizer.state[p]["momentum_buffer"] is buffer
+    assert dict(opt.state[p]).keys() == opt.state_dict()["state"][0].keys()
 
 
 def test_inner_only_state_dict_loads_with_warning():
@@ -110,7 +191,7 @@ def test_mismatched_parameters_raise_value_error():
     with pytest.raises(ValueError, match=r"\(4 parameters\).*\(2 parameters\)"):
         opt.load_state_dict(sd)
     sd_small = opt.state_dict()
-    sd_small["lookahead"] = {**sd_small["lookahead"], "alpha": 2.0}
+    sd_small["param_groups"][0]["lookahead_alpha"] = 2.0
     with pytest.raises(ValueError, match="Invalid alpha: 2.0"):
         opt.load_state_dict(sd_small)
 

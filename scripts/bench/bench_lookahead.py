@@ -14,8 +14,14 @@ in the same rotation, read + write bytes / time), the bound is ``bytes / B``; th
 report each sync's time relative to it. Our sync is ``lerp_`` then ``copy_`` (5 x the parameter bytes), so its floor is
 1.25 x the bound.
 
-Usage: ``python scripts/bench/bench_lookahead.py [--device cuda] [--quick] [--threads N]``.
-Writes ``results/bench/lookahead_sync_<device>[_quick].{csv,md}``.
+It also times ``step()`` eager vs ``torch.compile(opt.step)`` (inductor) on ResNet-50's
+parameter set, for SGD (momentum 0.9) and AdamW, bare and wrapped (the wrapper's counter and
+sync stay eager behind a graph break): the first call's time (compilation included) and the
+mean time per step over blocks of k steps.
+
+Usage: ``python scripts/bench/bench_lookahead.py [--device cuda] [--quick] [--threads N]
+[--parts sync,compile]``. Writes ``results/bench/lookahead_sync_<device>[_quick].{csv,md}`` and
+``results/bench/lookahead_compile_<device>[_quick].{csv,md}``.
 """
 
 from __future__ import annotations
@@ -203,6 +209,68 @@ def bench_model(name, shapes, source, args, device, timm_cls):
     return rows
 
 
+def compile_opts(shapes, device, k, alpha):
+    """Per inner optimizer: bare and wrapped, each with its own parameters and fake gradients."""
+    inner = {
+        "SGD": lambda ps: torch.optim.SGD(ps, lr=1e-3, momentum=0.9),
+        "AdamW": lambda ps: torch.optim.AdamW(ps, lr=1e-3, weight_decay=1e-2),
+    }
+    for name, make in inner.items():
+        for wrapped in (False, True):
+            g = torch.Generator(device="cpu").manual_seed(0)
+            params = [torch.nn.Parameter(torch.randn(s, generator=g).to(device)) for s in shapes]
+            for p in params:
+                p.grad = torch.randn_like(p) * 1e-3
+            opt = Lookahead(make(params), k=k, alpha=alpha) if wrapped else make(params)
+            yield name, ("Lookahead" if wrapped else "bare"), opt
+
+
+def bench_compile(name, shapes, args, device):
+    """Eager vs compiled step() per optimizer; interleaved repetitions of blocks of k steps."""
+    rows = []
+    for inner, kind, opt in compile_opts(shapes, device, args.k, args.alpha):
+        torch._dynamo.reset()
+        steps = {"eager": opt.step, "compiled": torch.compile(opt.step)}
+        first = {}
+        for mode, fn in steps.items():  # warm-up: the inner state, compilation, a first sync
+            first[mode] = timed(fn, device)
+            for _ in range(args.k):
+                fn()
+        n = {mode: repeats(fn, device, args.k) for mode, fn in steps.items()}
+        samples = {mode: [] for mode in steps}
+        for rep in range(args.reps):
+            for mode in (list(steps) if rep % 2 == 0 else list(steps)[::-1]):
+                samples[mode].append(timed(steps[mode], device, repeat=n[mode]))
+        for mode in steps:
+            rows.append({
+                "model": name, "params": sum(math.prod(s) for s in shapes), "inner": inner,
+                "optimizer": kind, "mode": mode, "first_call_s": first[mode],
+                "step_ms": 1e3 * statistics.median(samples[mode]),
+                "step_min_ms": 1e3 * min(samples[mode]),
+            })
+        rows[-1]["speedup"] = rows[-2]["step_ms"] / rows[-1]["step_ms"]
+        print(f"done compile {inner} {kind}", flush=True)
+    return rows
+
+
+def write_compile(rows, header, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fields = ["model", "params", "inner", "optimizer", "mode", "first_call_s", "step_ms",
+              "step_min_ms", "speedup"]
+    with out.with_suffix(".csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in row.items()})
+    cols = {"inner": "{}", "optimizer": "{}", "mode": "{}", "first_call_s": "{:.1f}",
+            "step_ms": "{:.2f}", "step_min_ms": "{:.2f}", "speedup": "{:.2f}"}
+    lines = [f"# Lookahead step, eager vs torch.compile ({out.stem})", "", header, "",
+             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for row in rows:
+        lines.append("| " + " | ".join(fmt.format(row[c]) if c in row else "" for c, fmt in cols.items()) + " |")
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+
+
 def machine(device: torch.device, threads: int) -> str:
     cpu = platform.processor() or platform.machine()
     cpuinfo = Path("/proc/cpuinfo")
@@ -243,19 +311,7 @@ def write(rows, header, out: Path) -> None:
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--quick", action="store_true", help="ResNet-20 and -50 only, 3 repetitions")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--reps", type=int, default=None, help="interleaved repetitions (default 7)")
-    parser.add_argument("--k", type=int, default=5)
-    parser.add_argument("--alpha", type=float, default=0.5)
-    parser.add_argument("--out", type=Path, default=Path("results/bench"))
-    args = parser.parse_args()
-    args.reps = args.reps or (3 if args.quick else 7)
-    torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+def bench_sync(args, device, suffix) -> None:
     timm_cls, timm_source = timm_lookahead()
     load_start = load_average()
     sets = {"resnet20_cifar": (resnet20_shapes(), "CIFAR ResNet-20 layout")}
@@ -275,9 +331,47 @@ def main() -> None:
         "copy bandwidth (copy_GBps: median of an interleaved copy_ of the parameter set's size, "
         "read + write); min_over_bound: fastest sync over the bound at the fastest copy."
     )
-    out = args.out / f"lookahead_sync_{device.type}{'_quick' if args.quick else ''}"
+    out = args.out / f"lookahead_sync_{suffix}"
     write(rows, header, out)
     print(out.with_suffix(".md").read_text())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--quick", action="store_true", help="ResNet-20 and -50 only, 3 repetitions")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--reps", type=int, default=None, help="interleaved repetitions (default 7)")
+    parser.add_argument("--k", type=int, default=5)
+    parser.add_argument("--alpha", type=float, default=0.5)
+    parser.add_argument("--out", type=Path, default=Path("results/bench"))
+    parser.add_argument("--parts", default="sync,compile",
+                        help="comma-separated: sync (the sync tables), compile (eager vs compiled step)")
+    args = parser.parse_args()
+    parts = set(args.parts.split(","))
+    if not parts <= {"sync", "compile"}:
+        parser.error(f"--parts: unknown {sorted(parts - {'sync', 'compile'})}")
+    args.reps = args.reps or (3 if args.quick else 7)
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    suffix = f"{device.type}{'_quick' if args.quick else ''}"
+    if "sync" in parts:
+        bench_sync(args, device, suffix)
+    if "compile" in parts:
+        load_start = load_average()
+        shapes, source = torchvision_shapes("resnet50")
+        rows = bench_compile("resnet50", shapes, args, device)
+        header = (
+            f"{machine(device, args.threads)}; 1-min load average {load_start} at the start, "
+            f"{load_average()} at the end. ResNet-50 parameter set ({source}), float32, fake "
+            f"gradients, k={args.k}, alpha={args.alpha}; torch.compile(opt.step) with the default "
+            f"(inductor) backend. first_call_s: the first step() (compilation included); step_ms: "
+            f"mean time per step() over blocks of k steps, median of {args.reps} interleaved "
+            "repetitions (step_min_ms: the fastest); speedup: eager step_ms / compiled step_ms."
+        )
+        out = args.out / f"lookahead_compile_{suffix}"
+        write_compile(rows, header, out)
+        print(out.with_suffix(".md").read_text())
 
 
 if __name__ == "__main__":
