@@ -24,6 +24,10 @@ SCALES = ("paper", "cpu", "smoke")
 PROTOCOLS = ("paper", "val")
 SLOW_BN = ("keep", "recompute", "both")
 WANDB_MODES = ("auto", "online", "offline", "disabled")
+# torch.compile's modes (torch._inductor.list_mode_options(); "lite" left out: it falls back to
+# eager kernels). The cudagraph ones capture the model's forward and backward as CUDA graphs;
+# on CPU they compile as "default" (inductor skips graphs for CPU tensors).
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 # optim.inner: the torch.optim classes experiments/optim.py builds itself (its INNER table), and
 # the timm names (timm.optim.list_optimizers(), timm 1.0) that build and take a step on CPU: each
@@ -211,8 +215,14 @@ class TrainerConfig:
     precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
     channels_last: bool = True  # conv nets: NHWC on CUDA and CPU (tasks.base.image_layout)
     compile: bool = False
+    # torch.compile(model, mode=..., backend=...) when compile=true; "reduce-overhead" replays the
+    # model's forward and backward as CUDA graphs (README "On a GPU"). A backend other than
+    # inductor (aot_eager, eager: tests) ignores the mode.
+    compile_mode: str = "default"
+    compile_backend: str = "inductor"
     threads: int = 0  # 0: use every core
     deterministic: bool = True
+    checkpoint: bool = True  # false: never write checkpoint.pt (no resume; short GPU jobs keep only records)
     checkpoint_every: int = 0  # in steps; 0: at every evaluation
     slow_bn: str = "keep"
     bn_batches: int = 50
@@ -227,6 +237,9 @@ class TrainerConfig:
             raise ValueError("trainer.epochs or trainer.max_steps must be positive")
         _check_choice("trainer.slow_bn", self.slow_bn, SLOW_BN)
         _check_choice("trainer.precision", self.precision, ("auto", "fp32", "bf16"))
+        _check_choice("trainer.compile_mode", self.compile_mode, COMPILE_MODES)
+        _check("trainer.compile_backend", self.compile_backend, bool(self.compile_backend),
+               "name a torch.compile backend (inductor, aot_eager, eager)")
         if self.threads < 0:
             raise ValueError(f"Invalid trainer.threads: {self.threads!r}")
         # Each of these would otherwise fail (or silently misbehave) only once training runs.

@@ -76,6 +76,36 @@ def save_snapshot(path: Path, task: Task, opt: Optimizers) -> None:
     atomic_torch_save({"fast": fast, "slow": slow}, path)
 
 
+def keep_freed_memory() -> bool:
+    """Have glibc's malloc keep freed memory for reuse instead of handing it back to the kernel.
+
+    A language model's step allocates and frees buffers of tens of MB (the logits, their
+    log-softmax and gradients: 16 MB each at PTB cpu scale, 65 MB for Multi30k). glibc serves
+    a block above its mmap threshold (32 MB at most) with fresh ``mmap`` pages and trims the top
+    of its heap once more than the trim threshold is free, so every step the kernel faults in
+    and zeroes those pages again: about 10k page faults (40 MB) per PTB step and 90k (350 MB)
+    per Multi30k step, kernel time that made PTB's step 1.2x slower per CPU-second
+    (results/bench/token_steps_cpu.md). With ``mmap`` off for the heap (``M_MMAP_MAX`` 0; glibc
+    still falls back to it when the heap cannot grow) and trimming off (``M_TRIM_THRESHOLD``),
+    a step reuses its heap once it has grown to the step's peak: 0-100 faults per step. The
+    numbers computed do not change (only where the memory comes from); the process keeps its
+    peak heap (RSS) instead of shrinking after it. Process-wide and permanent; the PTB and
+    translation tasks call it on CPU. Returns False where the C library is not glibc (nothing
+    is changed there).
+    """
+    import ctypes
+    import platform
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc's <malloc.h>
+    return bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1)) & bool(mallopt(M_MMAP_MAX, 0))
+
+
 def total_steps(cfg: Config, task: Task) -> int:
     return cfg.trainer.max_steps or max(1, round(cfg.trainer.epochs * task.steps_per_epoch))
 
@@ -102,7 +132,10 @@ def fit(cfg: Config, task: Task, opt: Optimizers, run_dir: Path, sinks: Sequence
             task.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(task.model)
         forward_model = torch.nn.parallel.DistributedDataParallel(task.model, device_ids=ids)
     if t.compile:
-        forward_model = torch.compile(forward_model)
+        # Only the model's forward (and so its backward) is compiled; the optimizer step and the
+        # Lookahead sync stay eager outside the graph and update the parameters in place, so a
+        # CUDA graph (compile_mode=reduce-overhead) reads the new values from the same addresses.
+        forward_model = torch.compile(forward_model, mode=t.compile_mode, backend=t.compile_backend)
     eval_every = max(1, round(t.eval_every * spe))
     avg_start = round(cfg.optim.averaging.start * n_steps) if cfg.optim.averaging else 0
     window = range(0)
@@ -136,7 +169,7 @@ def fit(cfg: Config, task: Task, opt: Optimizers, run_dir: Path, sinks: Sequence
         progress.metrics_rows = len(log.rows)
 
     def save() -> None:
-        if rank == 0:
+        if rank == 0 and t.checkpoint:  # trainer.checkpoint=false: records only, no resume point
             checkpoint.save(ckpt, task, opt, scheduler, progress, carry)
 
     def timed_evaluate(per_update: bool = False) -> Dict[str, float]:

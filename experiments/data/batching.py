@@ -17,7 +17,6 @@ from __future__ import annotations
 from typing import List, Optional, Sequence, Tuple
 
 import torch
-from torch.nn.utils.rnn import pad_sequence
 
 from experiments.data.spm import BOS, EOS, PAD, Encoded
 
@@ -56,6 +55,26 @@ def token_batches(src_lengths: torch.Tensor, tgt_lengths: torch.Tensor, max_toke
     return batches
 
 
+def _padded(enc: Encoded, index: torch.Tensor, before: Optional[int], after: Optional[int]) -> torch.Tensor:
+    """Sentences ``index`` of ``enc`` as int64 rows ``[before] + ids + [after]`` padded with PAD
+    to the longest (``before``/``after`` None: nothing there). One gather for the whole batch
+    instead of a concatenation per sentence."""
+    starts = enc.offsets[index]
+    lengths = enc.offsets[index + 1] - starts
+    width = int(lengths.max()) if len(index) else 0
+    cols = torch.arange(width)
+    inside = cols < lengths[:, None]
+    at = (starts[:, None] + cols).clamp_(max=max(len(enc.ids) - 1, 0))  # past a sentence's end: masked below
+    body = enc.ids.index_select(0, at.flatten()).view(at.shape)
+    rows = torch.where(inside, body.long(), PAD)
+    if after is not None:
+        rows = torch.cat([rows, rows.new_full((len(index), 1), PAD)], 1)
+        rows[torch.arange(len(index)), lengths] = after
+    if before is not None:
+        rows = torch.cat([rows.new_full((len(index), 1), before), rows], 1)
+    return rows
+
+
 def collate(src: Encoded, tgt: Optional[Encoded], index: Sequence[int] | torch.Tensor,
             device: torch.device) -> Tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
     """Pad pairs ``index`` into ``(src, tgt_in, tgt_out)``, each (batch, length) int64.
@@ -63,12 +82,9 @@ def collate(src: Encoded, tgt: Optional[Encoded], index: Sequence[int] | torch.T
     ``src`` is ``x + [eos]``; the decoder reads ``tgt_in = [bos] + y`` and predicts
     ``tgt_out = y + [eos]`` (teacher forcing). Without ``tgt`` only ``src`` is returned.
     """
-    index = [int(i) for i in index]
-    eos, bos = torch.tensor([EOS]), torch.tensor([BOS])
-    x = pad_sequence([torch.cat([src[i].long(), eos]) for i in index], batch_first=True, padding_value=PAD)
+    index = torch.as_tensor(index, dtype=torch.long).flatten()
+    x = _padded(src, index, None, EOS)
     if tgt is None:
         return x.to(device), None, None
-    ys = [tgt[i].long() for i in index]
-    y_in = pad_sequence([torch.cat([bos, y]) for y in ys], batch_first=True, padding_value=PAD)
-    y_out = pad_sequence([torch.cat([y, eos]) for y in ys], batch_first=True, padding_value=PAD)
+    y_in, y_out = _padded(tgt, index, BOS, None), _padded(tgt, index, None, EOS)
     return x.to(device), y_in.to(device), y_out.to(device)

@@ -11,7 +11,9 @@ one always decodes the whole set with ``task.decode``. ``task.limit_eval`` (smok
 the validation and test sets to a fixed random subset of sentences drawn with a constant seed
 (``experiments/data/subset.py``), for the perplexities and BLEU alike. The task knows which
 evaluation is the last from the step of the last batch it served. The sacreBLEU signature and
-the vocabulary go to ``Task.info`` (the manifest's ``task_info``).
+the vocabulary go to ``Task.info`` (the manifest's ``task_info``), and so does which dropout
+masks trained the model (``dropout_masks``: ``bits``, the Transformer's 16-bit CPU masks, or
+``torch``; see experiments/models/transformer.py).
 """
 
 from __future__ import annotations
@@ -31,11 +33,14 @@ from experiments.data.subset import subset_index, subset_info
 from experiments.data.translation import load_corpus, translate
 from experiments.models.transformer import Transformer
 from experiments.tasks.base import Task, batch_generator
-from experiments.train import total_steps
+from experiments.train import keep_freed_memory, total_steps
 
 
 def build(cfg: Config, device: torch.device) -> Task:
     t, ebs = cfg.task, cfg.data.eval_batch_size
+    # The step's logits and their gradients are buffers of up to 65 MB: keep them in the heap
+    # instead of page-faulting them in again every step (see keep_freed_memory; results unchanged).
+    heap_kept = keep_freed_memory() if device.type == "cpu" else False
     corpus = load_corpus(cfg.data.root, t)
     # task.limit_eval: the same fixed random sentences of each evaluation split in every run.
     sizes = {"test": len(corpus.test.refs)}
@@ -89,6 +94,9 @@ def build(cfg: Config, device: torch.device) -> Task:
     tokens = int(tgt.lengths.sum() + len(tgt)) // max(steps, 1)  # target pieces (+eos) per step
     task = Task(model=model, steps_per_epoch=steps, train_batches=train_batches, loss=loss, evaluate=evaluate,
                 target_metric="test_bleu", examples_per_batch=tokens)
-    task.info.update(corpus.info, test_split=t.test_split,
+    # Which dropout masks the model trains with (experiments/models/transformer.py).
+    bits = model.dropout_masks == "bits" and device.type == "cpu" and not cfg.trainer.compile
+    masks = "bits" if bits else "torch"
+    task.info.update(corpus.info, test_split=t.test_split, heap_kept=heap_kept, dropout_masks=masks,
                      **subset_info(**{name: (t.limit_eval, n) for name, n in sizes.items()}))
     return task
