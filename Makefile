@@ -10,7 +10,7 @@ SCALE   ?= cpu
 ARGS    ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install quickstart test test-all smoke collect plan figures bench bench-lookahead bench-loop bench-machine bench-eval nqm-theory clean
+.PHONY: help install quickstart test test-all smoke collect plan figures bench bench-lookahead bench-loop bench-machine bench-eval nqm-theory clean gpu-check gpu-pack paper-cifar10 collect-gpu
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-22s\033[0m %s\n", $$1, $$2}'
@@ -81,6 +81,29 @@ bench-machine: ## GEMM peak, per-task step throughput (fp32/bf16, eager/compile)
 
 bench-eval: ## evaluation cost vs training per task (eval batch, precision, slow-weight reuse) -> results/bench/eval_cpu.md
 	$(PYTHON) scripts/bench/bench_eval.py --data $(DATA) $(BENCH_ARGS)
+
+# GPU (README "On a GPU"). On the device machine there is no .venv: `make ... PYTHON=python3`,
+# or the whole session in one command, `bash scripts/gpu_session.sh`.
+SEEDS  ?= 0,1
+ARMS   ?= sgd,lookahead_sgd
+OUT    ?= runs/gpu
+BUDGET ?= 540
+PAPER_JOBS = $(if $(filter command line environment,$(origin JOBS)),$(strip $(JOBS)),4)
+
+gpu-check: ## the prepared device check (<= 8 min on one H100/H200): cuda tests, throughput, sync and loop benchmarks -> results/bench/*_cuda.*; ARGS=--cpu-dry-run checks it on CPU
+	$(PYTHON) scripts/gpu_check.py $(ARGS)
+
+gpu-pack: ## what a GPU session carries (Hydra, OmegaConf, the CIFAR-10 JPEG copy) -> data/gpu_pack/
+	$(PYTHON) scripts/gpu_pack.py
+
+paper-cifar10: ## Table 1 CIFAR-10 at paper scale, JOBS runs at once on one GPU (default 4), stopped cleanly at BUDGET s, records only: `make paper-cifar10 SEEDS=0,1 ARMS=sgd,lookahead_sgd OUT=runs/gpu`
+	timeout -s TERM $$(( $(BUDGET) + 120 )) $(PYTHON) scripts/paper_cifar10.py --arms $(ARMS) --seeds $(SEEDS) --out $(OUT) \
+	  --jobs $(PAPER_JOBS) --budget-s $(BUDGET) --data-root $(DATA)/cifar10 $(ARGS)
+
+collect-gpu: ## records of a GPU session (RECORDS=.../paper_cifar10_records.tar.gz) -> runs/gpu/, tabulated at scale paper -> results/gpu/
+	mkdir -p runs/gpu
+	tar xzf $(RECORDS) -C runs/gpu
+	$(PYTHON) scripts/collect.py --runs runs/gpu --results results/gpu --scale paper
 
 data-cifar10: ## download CIFAR-10 (official archive, md5-checked) into $(DATA)/cifar10; ARCHIVE=file uses one you have
 	$(PYTHON) scripts/data/prepare_cifar.py --dataset cifar10 --dest $(DATA)/cifar10 $(if $(ARCHIVE),--archive $(ARCHIVE))

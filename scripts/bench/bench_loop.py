@@ -8,7 +8,10 @@ the same model, batch size, thread count and memory layout (``trainer.channels_l
 default); a third row times the bare step in the NCHW layout, the price of turning it off.
 Repetitions are interleaved and medians reported.
 
-    python scripts/bench/bench_loop.py --data-root data/cifar10 [--device cuda] [--steps 40]
+    python scripts/bench/bench_loop.py --data-root data/cifar10 [--device cuda] [--scale paper] [--steps 40]
+
+On CUDA both steps run under the run's autocast (bf16 unless ``trainer.precision`` says
+otherwise); ``--scale paper`` times the paper's ResNet-18.
 
 Writes ``results/bench/loop_<device>.csv`` and ``.md``.
 """
@@ -68,12 +71,16 @@ def bare_step_time(cfg, device: torch.device, steps: int) -> float:
     opt = build_optimizer(cfg.optim, task.model).optimizer
     x, y = next(task.train_batches(0, 0))
     model = task.model.train()
+    # The run's autocast (bf16 on CUDA by default), as the suite's step has it: without it the
+    # bare CUDA step would be fp32 and the ratio would compare precisions, not loops.
+    amp = runtime.autocast_dtype(cfg.trainer, device)
     for i in range(steps + 2):
         if i == 2:
             if device.type == "cuda":
                 torch.cuda.synchronize()
             start = time.perf_counter()
-        loss = torch.nn.functional.cross_entropy(model(x), y)
+        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+            loss = torch.nn.functional.cross_entropy(model(x), y)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
