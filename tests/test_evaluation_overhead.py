@@ -50,13 +50,12 @@ def test_cpu_runs_are_bit_identical_without_the_uninitialized_memory_fill(cifar_
     b = torch.load(tmp_path / "on" / "checkpoint.pt", weights_only=False)
     for name, value in a["model"].items():  # weights and BatchNorm buffers
         assert torch.equal(value, b["model"][name]), name
-    for part in ("state", "inner"):  # Lookahead's slow weights, then SGD's momentum buffers
-        states = a["optimizer"][part] if part == "state" else a["optimizer"][part]["state"]
-        other = b["optimizer"][part] if part == "state" else b["optimizer"][part]["state"]
-        assert states and states.keys() == other.keys()
-        for i, state in states.items():
-            for key, value in state.items():
-                assert torch.equal(value, other[i][key]), (part, i, key)
+    states, other = a["optimizer"]["state"], b["optimizer"]["state"]  # per parameter: phi beside SGD's momentum
+    assert states and states.keys() == other.keys()
+    assert all({"slow_param", "momentum_buffer"} <= set(state) for state in states.values())
+    for i, state in states.items():
+        for key, value in state.items():
+            assert torch.equal(value, other[i][key]), (i, key)
     assert _rows(tmp_path / "off" / "metrics.csv") == _rows(tmp_path / "on" / "metrics.csv")
     assert off["final"] == on["final"]
 
