@@ -66,3 +66,18 @@ def sigterm_at_step(build, call: int):
         return task
 
     return patched
+
+
+def interrupted_then_resumed(overrides, run_dir: Path, monkeypatch, call: int = 5):
+    """Run ``overrides`` in ``run_dir``, SIGTERM it during the ``call``-th training step, run
+    it again (it resumes from the checkpoint) and return the resumed run's manifest."""
+    import pytest
+
+    from experiments import tasks
+
+    with monkeypatch.context() as m:
+        m.setattr(tasks, "build_task", sigterm_at_step(tasks.build_task, call))
+        with pytest.raises(SystemExit):
+            train(overrides, run_dir)
+    return train(overrides, run_dir)
+

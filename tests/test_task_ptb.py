@@ -14,8 +14,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-import experiments.tasks as tasks
-from conftest import sigterm_at_step, compose, train
+from conftest import compose, interrupted_then_resumed, train
 from experiments.data.ptb import batchify, fixed_segments, load_ptb, variable_segments
 from experiments.errors import DataError
 from experiments.models.lstm import LSTMLanguageModel, embedding_dropout, locked_dropout
@@ -235,11 +234,7 @@ def test_resume_mid_epoch_restores_the_carried_state(ptb_root, tmp_path, monkeyp
     args = ["task=ptb", "optim=lookahead_sgd", "scale=smoke", f"data.root={ptb_root}", "optim.lookahead.k=3",
             "trainer.max_steps=8", "trainer.log_every=1", "trainer.checkpoint_every=1"]
     whole = train(args, tmp_path / "whole")
-    with monkeypatch.context() as m:
-        m.setattr(tasks, "build_task", sigterm_at_step(tasks.build_task, 5))
-        with pytest.raises(SystemExit):
-            train(args, tmp_path / "cut")
-    resumed = train(args, tmp_path / "cut")
+    resumed = interrupted_then_resumed(args, tmp_path / "cut", monkeypatch)
     assert resumed["resumed"] and resumed["final"] == whole["final"]
     strip = lambda rows: [{k: v for k, v in r.items() if k != "time_s"} for r in rows]  # noqa: E731
     assert strip(_rows(tmp_path / "whole" / "metrics.csv")) == strip(_rows(tmp_path / "cut" / "metrics.csv"))

@@ -15,8 +15,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 
-import experiments.tasks as tasks
-from conftest import sigterm_at_step, train
+from conftest import interrupted_then_resumed, train
 from experiments.data.batching import collate
 from experiments.data.spm import BOS, EOS, PAD, Encoded
 from experiments.models.transformer import BitsDropout, Transformer, drop_level, keep_mask
@@ -128,11 +127,7 @@ def test_translation_with_bits_dropout_records_it_and_resumes_bit_identically(tm
     whole = train(args, tmp_path / "whole")
     assert whole["task_info"]["dropout_masks"] == "bits"
     assert whole["task_info"]["heap_kept"] == (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")
-    with monkeypatch.context() as m:
-        m.setattr(tasks, "build_task", sigterm_at_step(tasks.build_task, 5))
-        with pytest.raises(SystemExit):
-            train(args, tmp_path / "cut")
-    resumed = train(args, tmp_path / "cut")
+    resumed = interrupted_then_resumed(args, tmp_path / "cut", monkeypatch)
     assert resumed["resumed"] and resumed["final"] == whole["final"]
     assert _rows(tmp_path / "whole" / "metrics.csv") == _rows(tmp_path / "cut" / "metrics.csv")
 
