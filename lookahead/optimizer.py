@@ -12,6 +12,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from lookahead import _format, _state
+from lookahead._settings import GroupSettings
 from lookahead._state import ALPHA, K, MODE, PULLBACK_MODES, SLOW, STEP
 from lookahead._sync import copy_, lookahead_sync_
 from lookahead._view import LookaheadState
@@ -24,7 +25,7 @@ __all__ = ["Lookahead", "PULLBACK_MODES"]
 _PICKLED = ("defaults", "optimizer", "foreach", "_own", "_read", "_copies_due")
 
 
-class Lookahead(Optimizer):
+class Lookahead(GroupSettings, Optimizer):
     r"""Lookahead: k fast steps of an inner optimizer, then one slow step toward where they led.
 
     Algorithm 1 of Zhang et al. (2019), with fast weights theta (the parameters), slow weights
@@ -169,61 +170,6 @@ class Lookahead(Optimizer):
         # rebind the inner optimizer's list so that the two never disagree.
         if self._constructed:
             self.optimizer.param_groups = groups
-
-    def _common(self, key: str) -> Any:
-        values = {group[key] for group in self.param_groups if key in group}
-        if len(values) != 1:
-            raise AttributeError(
-                f"the parameter groups have different values of {key!r} ({sorted(values)}); "
-                f"read opt.param_groups[i][{key!r}]"
-            )
-        return values.pop()
-
-    def _set_all(self, key: str, value: Any) -> None:
-        for group in self.param_groups:
-            group[key] = value
-        if key != STEP:
-            self.defaults[key] = value  # for groups added later
-
-    @property
-    def k(self) -> int:
-        """Fast steps per sync (the groups' ``"lookahead_k"``, when they agree)."""
-        return self._common(K)
-
-    @k.setter
-    def k(self, value: int) -> None:
-        _state.check_hyperparameters(value, 0.5, "none")
-        self._set_all(K, int(value))
-
-    @property
-    def alpha(self) -> float:
-        """The slow step size (the groups' ``"lookahead_alpha"``, when they agree)."""
-        return self._common(ALPHA)
-
-    @alpha.setter
-    def alpha(self, value: float) -> None:
-        _state.check_hyperparameters(1, value, "none")
-        self._set_all(ALPHA, float(value))
-
-    @property
-    def pullback(self) -> str:
-        """What a sync does to the inner state (the groups' ``"lookahead_pullback"``)."""
-        return self._common(MODE)
-
-    @pullback.setter
-    def pullback(self, value: str) -> None:
-        _state.check_hyperparameters(1, 0.5, value)
-        self._set_all(MODE, value)
-
-    @property
-    def fast_steps(self) -> int:
-        """The fast steps taken (the groups' ``"lookahead_step"``; 0 before the first group)."""
-        groups = self.param_groups if self._constructed else []
-        return _state.unwrap_step(groups[0].get(STEP, 0)) if groups else 0
-
-    @fast_steps.setter
-    def fast_steps(self, value: int) -> None:
-        self._set_all(STEP, int(value))
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Adds a group to the inner optimizer and captures its slow weights (phi_0 = theta).

@@ -254,21 +254,11 @@ def bench_compile(name, shapes, args, device):
 
 
 def write_compile(rows, header, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
     fields = ["model", "params", "inner", "optimizer", "mode", "first_call_s", "step_ms",
               "step_min_ms", "speedup"]
-    with out.with_suffix(".csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in row.items()})
     cols = {"inner": "{}", "optimizer": "{}", "mode": "{}", "first_call_s": "{:.1f}",
             "step_ms": "{:.2f}", "step_min_ms": "{:.2f}", "speedup": "{:.2f}"}
-    lines = [f"# Lookahead step, eager vs torch.compile ({out.stem})", "", header, "",
-             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for row in rows:
-        lines.append("| " + " | ".join(fmt.format(row[c]) if c in row else "" for c, fmt in cols.items()) + " |")
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    write_table(rows, fields, cols, f"Lookahead step, eager vs torch.compile ({out.stem})", header, out)
 
 
 def machine(device: torch.device, threads: int) -> str:
@@ -289,26 +279,29 @@ def load_average() -> str:
     return f"{os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else "n/a"
 
 
-def write(rows, header, out: Path) -> None:
+def write_table(rows, fields, cols, title: str, header: str, out: Path) -> None:
+    """``out``.csv with ``fields`` of every row, ``out``.md with the ``cols`` formatted."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    fields = ["model", "params", "tensors", "param_MB", "method", "step_ms", "step_overhead_pct",
-              "sync_ms", "sync_min_ms", "sync_per_step_ms", "copy_GBps", "bound_ms",
-              "sync_over_bound", "min_over_bound", "shapes_from"]
     with out.with_suffix(".csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         for row in rows:
             writer.writerow({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in row.items()})
+    lines = [f"# {title}", "", header, "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for row in rows:
+        lines.append("| " + " | ".join(fmt.format(row[c]) if c in row else "" for c, fmt in cols.items()) + " |")
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+
+
+def write(rows, header, out: Path) -> None:
+    fields = ["model", "params", "tensors", "param_MB", "method", "step_ms", "step_overhead_pct",
+              "sync_ms", "sync_min_ms", "sync_per_step_ms", "copy_GBps", "bound_ms",
+              "sync_over_bound", "min_over_bound", "shapes_from"]
     cols = {"model": "{}", "method": "{}", "step_ms": "{:.2f}", "step_overhead_pct": "{:+.0f}",
             "sync_ms": "{:.2f}", "sync_min_ms": "{:.2f}", "sync_per_step_ms": "{:.3f}",
             "copy_GBps": "{:.1f}", "bound_ms": "{:.2f}", "sync_over_bound": "{:.2f}",
             "min_over_bound": "{:.2f}"}
-    lines = [f"# Lookahead sync benchmark ({out.stem})", "", header, "",
-             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for row in rows:
-        cells = [fmt.format(row[c]) if c in row else "" for c, fmt in cols.items()]
-        lines.append("| " + " | ".join(cells) + " |")
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    write_table(rows, fields, cols, f"Lookahead sync benchmark ({out.stem})", header, out)
 
 
 def bench_sync(args, device, suffix) -> None:
