@@ -70,9 +70,13 @@ def test_members_name_their_run_directories_and_carry_the_study_identity():
     assert s.common_args() == ["task=nqm", "scale=smoke", "protocol=paper", "experiment_name=nqm_smoke",
                                "study=nqm_smoke"]
     final = s.final_members({"sgd": {"optim.lr": 0.1}, "lookahead_sgd": {"optim.lr": 0.2, "optim.lookahead.k": 5}})
-    assert [m.name for m in final] == ["arm=sgd,seed=0,scale=smoke", "arm=sgd,seed=1,scale=smoke",
-                                       "arm=lookahead_sgd,seed=0,scale=smoke", "arm=lookahead_sgd,seed=1,scale=smoke"]
-    assert final[2].overrides == ("optim=lookahead_sgd", "optim.lr=0.2", "optim.lookahead.k=5", "arm=lookahead_sgd",
+    # Seed-major (whole pairs first) and, for tuning, trial-major: a phase stopped part-way
+    # leaves the arms level.
+    assert [m.name for m in final] == ["arm=sgd,seed=0,scale=smoke", "arm=lookahead_sgd,seed=0,scale=smoke",
+                                       "arm=sgd,seed=1,scale=smoke", "arm=lookahead_sgd,seed=1,scale=smoke"]
+    assert [m.name.split(",")[:2] for m in s.tune_members()[:3]] == [
+        ["arm=sgd", "trial=0"], ["arm=lookahead_sgd", "trial=0"], ["arm=sgd", "trial=1"]]
+    assert final[1].overrides == ("optim=lookahead_sgd", "optim.lr=0.2", "optim.lookahead.k=5", "arm=lookahead_sgd",
                                   "seed=0")
     text = members_override(final[:1])
     assert text == ("++hydra.sweeper.members=[{name:'arm=sgd,seed=0,scale=smoke',"

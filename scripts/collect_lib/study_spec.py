@@ -155,24 +155,28 @@ class Study:
                 f"study={self.name}", *fixed]
 
     def tune_members(self, scale: Optional[str] = None) -> List[Member]:
+        """Every arm's trials, trial-major (arm A trial 0, arm B trial 0, arm A trial 1, ...): a
+        tuning phase stopped part-way leaves every arm with the same number of trials run."""
         scale = scale or self.scale
+        points = {arm.name: self.points(arm) for arm in self.arms}
         out = []
-        for arm in self.arms:
-            for trial, point in enumerate(self.points(arm)):
+        for trial in range(self.budget):
+            for arm in self.arms:
                 for seed in self.tune_seeds:
                     out.append(Member(f"arm={arm.name},trial={trial},seed={seed},scale={scale}", (
-                        *(o.replace("{scale}", scale) for o in arm.overrides), *assignments(point),
+                        *(o.replace("{scale}", scale) for o in arm.overrides), *assignments(points[arm.name][trial]),
                         f"arm={arm.name}", f"trial={trial}", f"seed={seed}")))
         return out
 
     def final_members(self, selected: Mapping[str, Mapping[str, Any]], scale: Optional[str] = None) -> List[Member]:
         """Each arm at its selected values (``{arm: {config key: value}}``) on every final seed."""
         scale = scale or self.scale
-        out = []
         for arm in self.arms:
             if arm.name not in selected:
                 raise StudyError(f"no selected values for arm {arm.name} of study {self.name}")
-            for seed in self.final_seeds:
+        out = []
+        for seed in self.final_seeds:  # seed-major: a stopped phase leaves whole pairs
+            for arm in self.arms:
                 out.append(Member(f"arm={arm.name},seed={seed},scale={scale}", (
                     *(o.replace("{scale}", scale) for o in arm.overrides), *assignments(selected[arm.name]),
                     f"arm={arm.name}", f"seed={seed}")))
@@ -180,7 +184,7 @@ class Study:
 
     def design_sha256(self, scale: Optional[str] = None) -> str:
         """sha256 of the tuning members (names and overrides): what a selection was made from."""
-        members = [[m.name, *m.overrides] for m in self.tune_members(scale)]
+        members = sorted([m.name, *m.overrides] for m in self.tune_members(scale))  # not the launch order
         blob = json.dumps([self.common_args(scale), members], separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()
 
