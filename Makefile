@@ -10,7 +10,7 @@ SCALE   ?= cpu
 ARGS    ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install quickstart test test-all smoke collect plan figures bench bench-lookahead bench-loop bench-machine bench-eval nqm-theory clean gpu-check gpu-pack paper-cifar10 collect-gpu
+.PHONY: help install quickstart test test-all smoke collect plan figures bench bench-lookahead bench-loop bench-machine bench-eval nqm-theory nqm-ema clean gpu-check gpu-pack paper-cifar10 collect-gpu
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-22s\033[0m %s\n", $$1, $$2}'
@@ -67,6 +67,9 @@ figures: ## regenerate every figure, and the tables in results/README.md, from t
 
 nqm-theory: ## recompute the analytic NQM / quadratic curves (results/fig2-4)
 	$(PYTHON) scripts/nqm_theory.py
+
+nqm-ema: ## the NQM's EMA of the weights vs Lookahead at an equal averaging horizon: exact values and trained replicas (results/nqm_ema)
+	$(PYTHON) scripts/nqm_ema.py
 
 bench: bench-machine bench-lookahead bench-loop bench-eval ## machine, optimizer-sync, training-loop and evaluation benchmarks -> results/bench/
 

@@ -33,7 +33,9 @@ def save(path: Path, task: Task, opt: Optimizers, scheduler: Any, progress: Prog
         "model": task.model.state_dict(),
         "optimizer": opt.optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
-        "averaged": opt.averaged.state_dict() if opt.averaged is not None else None,
+        # What the reported weights keep beyond the optimizer (an AveragedModel's copy); the key
+        # is "averaged" for the checkpoints written before other kinds existed.
+        "averaged": opt.reported.state_dict() if opt.reported is not None else None,
         "progress": asdict(progress),
         "carry": carry,
         "rng_cpu": torch.get_rng_state(),
@@ -59,8 +61,8 @@ def load(path: Path, task: Task, opt: Optimizers, scheduler: Any) -> tuple[Progr
         task.model.load_state_dict(state["model"])
         opt.optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        if opt.averaged is not None and state["averaged"] is not None:
-            opt.averaged.load_state_dict(state["averaged"])
+        if opt.reported is not None:
+            opt.reported.load_state_dict(state["averaged"])
     except (KeyError, TypeError, ValueError, RuntimeError) as err:  # not a checkpoint of this run's config
         raise UserError(
             f"Checkpoint {path} does not fit this run ({type(err).__name__}: {_first_line(err)}). "

@@ -23,6 +23,7 @@ SCHEDULES = ("constant", "multistep", "cosine", "inverse_sqrt", "linear", "trian
 SCALES = ("paper", "cpu", "smoke")
 PROTOCOLS = ("paper", "val")
 SLOW_BN = ("keep", "recompute", "both")
+AVERAGING_KINDS = ("polyak", "ema", "swa")
 WANDB_MODES = ("auto", "online", "offline", "disabled")
 # torch.compile's modes (torch._inductor.list_mode_options(); "lite" left out: it falls back to
 # eager kernels). The cudagraph ones capture the model's forward and backward as CUDA graphs;
@@ -35,6 +36,9 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 # anything runs, with the reason in TIMM_REJECTED. Kept here, not in optim.py, so that checking a
 # config never imports torch.
 TORCH_INNER = ("sgd", "adam", "adamw", "radam", "adafactor")
+# Schedule-Free SGD and AdamW (Defazio et al. 2024; the schedulefree package): they report their
+# x sequence and replace the lr decay, so a run with one needs schedule=constant (warmup allowed).
+SCHEDULE_FREE_INNER = ("sgd_schedulefree", "adamw_schedulefree")
 TIMM_INNER = (
     "adabelief", "adadelta", "adafactorbv", "adafactorbvc", "adagrad", "adamax", "adamc", "adamp",
     "adamuon", "adamwlegacy", "adan", "adanw", "adopt", "adoptc", "adoptw", "cadafactor", "cadafactorbv",
@@ -65,7 +69,7 @@ def _check(what: str, value: Any, ok: bool, rule: str) -> None:
 
 def check_inner(name: str) -> None:
     """Raise ValueError (one line, with the fix) unless ``name`` is an ``optim.inner`` the suite supports."""
-    if name in TORCH_INNER or name in TIMM_INNER:
+    if name in TORCH_INNER or name in SCHEDULE_FREE_INNER or name in TIMM_INNER:
         return
     if name.startswith("lookahead"):
         inner = name.removeprefix("lookahead").lstrip("_") or "sgd"
@@ -75,9 +79,10 @@ def check_inner(name: str) -> None:
     for prefix, why in TIMM_REJECTED:
         if name.startswith(prefix):
             raise ValueError(f"Unsupported optim.inner: {name!r}; {why}")
-    close = difflib.get_close_matches(name, TORCH_INNER + TIMM_INNER, n=3)
+    close = difflib.get_close_matches(name, TORCH_INNER + SCHEDULE_FREE_INNER + TIMM_INNER, n=3)
     hint = f"did you mean {' or '.join(close)}? " if close else ""
-    raise ValueError(f"Unknown optim.inner: {name!r}; {hint}use {', '.join(TORCH_INNER)} or a timm name listed "
+    raise ValueError(f"Unknown optim.inner: {name!r}; {hint}use {', '.join(TORCH_INNER + SCHEDULE_FREE_INNER)} "
+                     "or a timm name listed "
                      "in experiments/config.py TIMM_INNER (README: optim.inner)")
 
 
@@ -89,6 +94,14 @@ class LookaheadConfig:
     alpha: float = 0.8
     pullback: str = "none"
     foreach: Optional[bool] = None
+    # An alpha schedule (lookahead.alpha_power_schedule): alpha(t) = 1 - (1 - alpha_end) (t / T)^power
+    # at fast step t of T, replacing ``alpha``; airbench's decaying alpha is alpha_end = 1 - 0.95^5
+    # = 0.2262, power 3. None: the constant ``alpha``.
+    alpha_end: Optional[float] = None
+    alpha_power: float = 3.0
+    # true: the model's floating buffers (BatchNorm statistics) are interpolated and reset at every
+    # sync like the weights (Lookahead(..., buffers=model): the whole state dict, as airbench does).
+    buffers: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
@@ -96,23 +109,43 @@ class LookaheadConfig:
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError(f"Invalid optim.lookahead.alpha: {self.alpha!r}; alpha must lie in [0, 1]")
         _check_choice("optim.lookahead.pullback", self.pullback, PULLBACK_MODES)
+        if self.alpha_end is not None:
+            _check("optim.lookahead.alpha_end", self.alpha_end, 0.0 <= self.alpha_end <= 1.0, "use a number in [0, 1]")
+        _check("optim.lookahead.alpha_power", self.alpha_power, self.alpha_power > 0, "must be positive")
 
 
 @dataclass
 class AveragingConfig:
-    """Polyak averaging of the iterates (equal weights), evaluated on the averaged weights.
+    """An average of the iterates, evaluated in their place (``experiments/reported.py``).
 
-    ``start`` is the fraction of training after which iterates enter the average.
+    ``kind``: ``polyak`` (equal weights), ``ema`` (ema <- decay ema + (1 - decay) theta) or
+    ``swa`` (equal weights over a tail whose lr anneals to ``swa_lr`` x optim.lr, Izmailov et
+    al. 2018; ``experiments/schedules.py``). ``start`` is the fraction of training after which
+    iterates enter the average, every ``every``-th step.
     """
 
+    kind: str = "polyak"
     start: float = 0.0
     every: int = 1
+    decay: float = 0.999  # ema
+    swa_lr: float = 0.05  # swa: the tail's lr as a fraction of optim.lr
+    anneal: float = 0.05  # swa: fraction of the run over which the lr anneals (cosine) to the tail's
 
     def __post_init__(self) -> None:
+        _check_choice("optim.averaging.kind", self.kind, AVERAGING_KINDS)
         if not 0.0 <= self.start < 1.0:
             raise ValueError(f"Invalid optim.averaging.start: {self.start!r}; use a fraction in [0, 1)")
         if self.every < 1:
             raise ValueError(f"Invalid optim.averaging.every: {self.every!r}; must be >= 1")
+        _check("optim.averaging.decay", self.decay, 0.0 <= self.decay < 1.0, "use a number in [0, 1)")
+        _check("optim.averaging.swa_lr", self.swa_lr, self.swa_lr > 0, "must be positive (a fraction of optim.lr)")
+        _check("optim.averaging.anneal", self.anneal, 0.0 <= self.anneal <= 1.0 - self.start,
+               "use a fraction in [0, 1 - start]")
+
+    @property
+    def suffix(self) -> str:
+        """The metric-column suffix of the averaged weights: avg (Polyak), ema, swa."""
+        return "avg" if self.kind == "polyak" else self.kind
 
 
 @dataclass
@@ -153,6 +186,9 @@ class OptimConfig:
         check_inner(self.inner)
         if self.lookahead is not None and self.averaging is not None:
             raise ValueError("optim.lookahead and optim.averaging are exclusive; pick one")
+        if self.inner in SCHEDULE_FREE_INNER and (self.lookahead is not None or self.averaging is not None):
+            raise ValueError(f"optim.inner={self.inner} reports its own average (x); drop optim.lookahead and "
+                             "optim.averaging")
 
 
 @dataclass
@@ -315,6 +351,9 @@ class Config:
     def __post_init__(self) -> None:
         _check_choice("scale", self.scale, SCALES)
         _check_choice("protocol", self.protocol, PROTOCOLS)
+        if self.optim.inner in SCHEDULE_FREE_INNER and self.schedule.name != "constant":
+            raise ValueError(f"optim.inner={self.optim.inner} replaces the lr schedule; add schedule.name=constant "
+                             f"(got schedule.name={self.schedule.name}; schedule.warmup_steps still applies)")
         _check("trial", self.trial, self.trial >= -1, "use -1 (not a tuning trial) or a trial id >= 0")
 
 

@@ -1,10 +1,12 @@
 """The one place optimizers are built from an :class:`OptimConfig`.
 
 The inner optimizer comes from an explicit table of torch.optim classes (so ``optim=adam`` is
-exactly ``torch.optim.Adam``); any other name is handed to timm's factory, so the timm
-optimizers that work on CPU (``experiments.config.TIMM_INNER``, checked when the config is
-validated) can serve as the inner optimizer. Lookahead and Polyak averaging are then added on
-top from their own config blocks, never from name prefixes.
+exactly ``torch.optim.Adam``) and the two Schedule-Free optimizers of the ``schedulefree``
+package; any other name is handed to timm's factory, so the timm optimizers that work on CPU
+(``experiments.config.TIMM_INNER``, checked when the config is validated) can serve as the inner
+optimizer. Lookahead and the averages (Polyak, EMA, SWA) are then added on top from their own
+config blocks, never from name prefixes; what the run reports is an
+``experiments.reported.ReportedWeights``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
-from experiments.config import OptimConfig, check_inner
+from experiments.config import SCHEDULE_FREE_INNER, OptimConfig, check_inner
+from experiments.reported import Averaged, ReportedWeights, ScheduleFreeX, SlowWeights, averaged_model
 from lookahead import Lookahead
 
 Params = Iterable[torch.nn.Parameter]
@@ -37,12 +40,30 @@ def _adafactor(c: OptimConfig, p: Params) -> torch.optim.Optimizer:
     return torch.optim.Adafactor(p, lr=c.lr, weight_decay=c.weight_decay, **c.extra)
 
 
+def _sgd_schedulefree(c: OptimConfig, p: Params) -> torch.optim.Optimizer:
+    # momentum is Schedule-Free's interpolation beta (y = (1 - beta) z + beta x), 0.9 in the
+    # paper. Warmup comes from the loop's schedule (schedule.warmup_steps): the lr it puts into
+    # the groups is what the package's own warmup would compute (lr * (k + 1) / w).
+    import schedulefree
+
+    return schedulefree.SGDScheduleFree(p, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay, **c.extra)
+
+
+def _adamw_schedulefree(c: OptimConfig, p: Params) -> torch.optim.Optimizer:
+    import schedulefree
+
+    return schedulefree.AdamWScheduleFree(p, lr=c.lr, betas=tuple(c.betas), eps=c.eps, weight_decay=c.weight_decay,
+                                          **c.extra)
+
+
 INNER: Dict[str, Callable[[OptimConfig, Params], torch.optim.Optimizer]] = {
     "sgd": _sgd,
     "adam": _adam_like(torch.optim.Adam),
     "adamw": _adam_like(torch.optim.AdamW),
     "radam": _adam_like(torch.optim.RAdam),
     "adafactor": _adafactor,
+    "sgd_schedulefree": _sgd_schedulefree,
+    "adamw_schedulefree": _adamw_schedulefree,
 }
 
 
@@ -58,14 +79,18 @@ def _timm(c: OptimConfig, p: Params) -> torch.optim.Optimizer:
 
 @dataclass
 class Optimizers:
-    """The optimizer the loop steps, plus the averaged model for Polyak runs."""
+    """The optimizer the loop steps, and what the run reports when it is not the live iterate."""
 
     optimizer: torch.optim.Optimizer
-    averaged: Optional[AveragedModel] = None
+    reported: Optional[ReportedWeights] = None
 
     @property
     def lookahead(self) -> bool:
         return isinstance(self.optimizer, Lookahead)
+
+    @property
+    def averaged(self) -> Optional[AveragedModel]:
+        return self.reported.averaged if isinstance(self.reported, Averaged) else None
 
 
 NORM_LAYERS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
@@ -91,9 +116,12 @@ def build_optimizer(cfg: OptimConfig, model: nn.Module) -> Optimizers:
     inner = INNER.get(cfg.inner, _timm)(cfg, param_groups(cfg, model))
     if cfg.lookahead is not None:
         la = cfg.lookahead
-        return Optimizers(Lookahead(inner, k=la.k, alpha=la.alpha, pullback=la.pullback, foreach=la.foreach))
+        opt = Lookahead(inner, k=la.k, alpha=la.alpha, pullback=la.pullback, foreach=la.foreach,
+                        buffers=model if la.buffers else None)
+        return Optimizers(opt, SlowWeights(opt))
     if cfg.averaging is not None:
-        # Equal-weight (Polyak) average of parameters; buffers (BatchNorm statistics) are
-        # averaged too so the averaged model can be evaluated as it is.
-        return Optimizers(inner, AveragedModel(model, use_buffers=True))
+        a = cfg.averaging
+        return Optimizers(inner, Averaged(averaged_model(model, a.kind, a.decay), f"_{a.suffix}", a.start, a.every))
+    if cfg.inner in SCHEDULE_FREE_INNER:
+        return Optimizers(inner, ScheduleFreeX(inner))
     return Optimizers(inner)

@@ -14,6 +14,17 @@ With ``s`` the optimizer step (from 0), ``T`` the total steps, ``w`` the warmup 
 Every schedule is multiplied by a linear warmup min(1, (s + 1) / w) when ``w > 0``. Using
 ``inverse_sqrt`` with ``w = 0`` and ``decay_from > 0`` gives the decay without the ramp, which
 is how "Lookahead + Adam without warmup" (paper Fig. 7b) keeps the same decay.
+
+SWA runs (``optim.averaging.kind=swa``) replace the schedule's end by SWA's tail: from step
+S = round(start T) the factor anneals by a half cosine over A = round(anneal T) steps from f(S)
+to r = ``swa_lr``, then stays at r while the iterates are averaged:
+
+    f_swa(s) = f(s)                      for s < S
+    f_swa(s) = (1 - c) f(S) + c r,       c = (1 - cos(pi min(1, (s - S + 1) / A))) / 2   (c = 1 if A = 0)
+
+This is ``torch.optim.swa_utils.SWALR``'s cosine anneal, written into the one ``LambdaLR`` so the
+scheduler's state stays a step count (SWALR would be a second scheduler taking over mid-run,
+with its own epoch counter to checkpoint and its anneal starting from whatever lr it finds).
 """
 
 from __future__ import annotations
@@ -24,7 +35,7 @@ from typing import Callable
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
-from experiments.config import ScheduleConfig
+from experiments.config import AveragingConfig, ScheduleConfig
 
 
 def lr_factor(cfg: ScheduleConfig, total_steps: int) -> Callable[[int], float]:
@@ -55,5 +66,23 @@ def lr_factor(cfg: ScheduleConfig, total_steps: int) -> Callable[[int], float]:
     return factor
 
 
-def build_scheduler(cfg: ScheduleConfig, optimizer: torch.optim.Optimizer, total_steps: int) -> LambdaLR:
-    return LambdaLR(optimizer, lr_factor(cfg, total_steps))
+def swa_tail(base: Callable[[int], float], swa: AveragingConfig, total_steps: int) -> Callable[[int], float]:
+    """``base`` with SWA's annealed constant tail from ``swa.start`` of the run (module docstring)."""
+    first, anneal = round(swa.start * total_steps), round(swa.anneal * total_steps)
+    at_start = base(first)
+
+    def factor(s: int) -> float:
+        if s < first:
+            return base(s)
+        c = (1 - math.cos(math.pi * min(1.0, (s - first + 1) / anneal))) / 2 if anneal > 0 else 1.0
+        return (1 - c) * at_start + c * swa.swa_lr
+
+    return factor
+
+
+def build_scheduler(cfg: ScheduleConfig, optimizer: torch.optim.Optimizer, total_steps: int,
+                    averaging: AveragingConfig | None = None) -> LambdaLR:
+    factor = lr_factor(cfg, total_steps)
+    if averaging is not None and averaging.kind == "swa":
+        factor = swa_tail(factor, averaging, total_steps)
+    return LambdaLR(optimizer, factor)

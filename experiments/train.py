@@ -5,11 +5,13 @@ fast step and syncs every k-th call):
 
 1. ``loss, carry = task.loss(model, batch, carry)`` (bf16 autocast on CUDA), backward,
    optional gradient-norm clipping, ``optimizer.step()``, ``scheduler.step()``;
-2. Polyak runs fold the new iterate into the average once past ``optim.averaging.start``;
+2. ``opt.reported.after_step``: averaging runs (Polyak, EMA, SWA) fold the new iterate into
+   their average once past ``optim.averaging.start`` (``experiments/reported.py``);
 3. every ``trainer.log_every`` steps a ``train_loss`` row (mean over the window); a mean that
    is non-finite or above ``trainer.divergence_loss`` ends the run with status ``diverged``;
 4. every ``trainer.eval_every`` epochs (and at the end) an evaluation row on the reported
-   weights plus ``_fast``/``_slow``/``_avg`` variants (see ``experiments/evaluation.py``);
+   weights plus ``_fast`` and the reported kind's column (``_slow``, ``_avg``, ``_ema``,
+   ``_swa``, ``_x``; see ``experiments/evaluation.py``);
    inside the ``trainer.per_update`` window, a row after every step (paper Fig. 10);
 5. a checkpoint at every evaluation (or every ``trainer.checkpoint_every`` steps) and when
    SIGTERM/SIGINT arrives, after which the run stops with status ``interrupted``.
@@ -40,6 +42,7 @@ from experiments.records import MetricsLog, atomic_torch_save
 from experiments.runtime import autocast_dtype
 from experiments.schedules import build_scheduler
 from experiments.tasks.base import Task
+from lookahead import alpha_power_schedule
 
 
 class StopRequested:
@@ -116,7 +119,12 @@ def fit(cfg: Config, task: Task, opt: Optimizers, run_dir: Path, sinks: Sequence
     wall_start = time.perf_counter()
     n_steps = total_steps(cfg, task)
     spe = task.steps_per_epoch
-    scheduler = build_scheduler(cfg.schedule, opt.optimizer, n_steps)
+    scheduler = build_scheduler(cfg.schedule, opt.optimizer, n_steps, cfg.optim.averaging)
+    la = cfg.optim.lookahead
+    if la is not None and la.alpha_end is not None:
+        # A step pre-hook that sets alpha from each group's own counter: no state of its own, so a
+        # resumed run gets the same alphas from the restored counters.
+        alpha_power_schedule(opt.optimizer, n_steps, la.alpha_end, la.alpha_power)
     device = next(task.model.parameters()).device
     amp = autocast_dtype(t, device)
     forward_model = task.model
@@ -137,7 +145,6 @@ def fit(cfg: Config, task: Task, opt: Optimizers, run_dir: Path, sinks: Sequence
         # CUDA graph (compile_mode=reduce-overhead) reads the new values from the same addresses.
         forward_model = torch.compile(forward_model, mode=t.compile_mode, backend=t.compile_backend)
     eval_every = max(1, round(t.eval_every * spe))
-    avg_start = round(cfg.optim.averaging.start * n_steps) if cfg.optim.averaging else 0
     window = range(0)
     if t.per_update is not None:
         first = round(t.per_update.start_epoch * spe)
@@ -184,6 +191,8 @@ def fit(cfg: Config, task: Task, opt: Optimizers, run_dir: Path, sinks: Sequence
     loss_sum = torch.tensor(progress.loss_sum, dtype=torch.float64, device=device)
     status = "completed"
     task.model.train()
+    if opt.reported is not None:
+        opt.reported.train_mode()  # Schedule-Free steps only in its train form (parameters = y)
     with StopRequested().installed() as stop:
         while progress.step < n_steps and status == "completed":
             epoch, start = divmod(progress.step, spe)
@@ -200,9 +209,8 @@ def fit(cfg: Config, task: Task, opt: Optimizers, run_dir: Path, sinks: Sequence
                 opt.optimizer.zero_grad(set_to_none=True)
                 scheduler.step()
                 progress.step += 1
-                if opt.averaged is not None and progress.step > avg_start:
-                    if (progress.step - avg_start) % cfg.optim.averaging.every == 0:
-                        opt.averaged.update_parameters(task.model)
+                if opt.reported is not None:
+                    opt.reported.after_step(task.model, progress.step, n_steps)
                 loss_sum += loss.detach().double()
                 progress.loss_count += 1
                 bar.update(1)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Literal
 
 import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from lookahead import _format, _state
+from lookahead import _buffers, _format, _state
 from lookahead._settings import GroupSettings
 from lookahead._state import ALPHA, K, MODE, PULLBACK_MODES, SLOW, STEP
 from lookahead._sync import copy_, lookahead_sync_
@@ -22,7 +22,7 @@ __all__ = ["Lookahead", "PULLBACK_MODES"]
 # What pickling/deepcopy keeps; hooks and an lr_scheduler's patched `step` are dropped, as
 # torch.optim.Optimizer.__getstate__ drops them. k, alpha, pullback and the counter live in
 # the inner optimizer's param_groups.
-_PICKLED = ("defaults", "optimizer", "foreach", "_own", "_read", "_copies_due")
+_PICKLED = ("defaults", "optimizer", "foreach", "_own", "_read", "_copies_due", "_slow_buffers")
 
 
 class Lookahead(GroupSettings, Optimizer):
@@ -54,6 +54,10 @@ class Lookahead(GroupSettings, Optimizer):
         pullback: ``"none"``, ``"reset"`` or ``"pullback"`` (default: ``"none"``).
         foreach: vectorize the sync with ``torch._foreach_*`` kernels grouped by device and
             dtype; ``None`` chooses like torch.optim (foreach on CUDA, a for-loop on CPU).
+        buffers: tensors that are not optimized but are synced like the parameters, e.g.
+            BatchNorm running statistics, as airbench does: the model (its floating buffers)
+            or a list of floating tensors. They follow group 0's k and alpha and are saved
+            under ``"lookahead_buffers"``; see ``lookahead._buffers``. Default: none.
 
     k, alpha and pullback are per parameter group: they are the group keys
     ``"lookahead_k"``, ``"lookahead_alpha"`` and ``"lookahead_pullback"``, set from these
@@ -103,9 +107,9 @@ class Lookahead(GroupSettings, Optimizer):
         each parameter's current device and dtype, so ``model.to(...)`` after
         building the optimizer is fine. Memory: one copy of the parameters (plus the pullback
         copies, made at the first step), and one transient copy inside :meth:`slow_weights`.
-        BatchNorm running statistics are buffers, not parameters: this class never touches
-        them; whether to evaluate phi with them as they are or to recompute them
-        (``torch.optim.swa_utils.update_bn``) is the caller's choice.
+        BatchNorm running statistics are buffers, not parameters: this class touches them
+        only when given as ``buffers=``; otherwise whether to evaluate phi with them as they
+        are or to recompute them (``torch.optim.swa_utils.update_bn``) is the caller's choice.
 
         AMP: pass the wrapper to ``scaler.unscale_(opt)`` and ``scaler.step(opt)``; a step the
         scaler skips (inf/NaN gradients) does not advance the counter. DDP: gradients are
@@ -137,6 +141,7 @@ class Lookahead(GroupSettings, Optimizer):
         *,
         pullback: Literal["none", "reset", "pullback"] = "none",
         foreach: bool | None = None,
+        buffers: torch.nn.Module | Iterable[Tensor] | None = None,
     ) -> None:
         if not isinstance(optimizer, Optimizer):
             raise TypeError(
@@ -157,6 +162,7 @@ class Lookahead(GroupSettings, Optimizer):
         # optimizer, so those calls only set the Lookahead keys and capture the slow weights.
         super().__init__(optimizer.param_groups, defaults)
         self.state = LookaheadState(self)  # replaces Optimizer.__init__'s defaultdict
+        self._slow_buffers = None if buffers is None else _buffers.SlowBuffers(buffers, self._params())
         self._constructed = True
 
     @property
@@ -235,11 +241,11 @@ class Lookahead(GroupSettings, Optimizer):
     @contextlib.contextmanager
     def slow_weights(self) -> Iterator[None]:
         """Puts phi into the parameters; restores theta bit for bit on exit, also when the body
-        raises. Buffers (BatchNorm running statistics) are not touched. DTensor parameters are
-        swapped shard by shard, without gathering."""
+        raises. Buffers (BatchNorm running statistics) are swapped too when given as
+        ``buffers=``, otherwise not touched. DTensor parameters are swapped shard by shard."""
         if self._swapped:
             raise RuntimeError("slow_weights() blocks do not nest")
-        fast, slow = self._pairs()
+        fast, slow = _buffers.joined(self._slow_buffers, *self._pairs())
         with torch.no_grad():
             backup = [p.detach().clone(memory_format=torch.preserve_format) for p in fast]
         copy_(fast, slow, foreach=self.foreach)
@@ -255,7 +261,7 @@ class Lookahead(GroupSettings, Optimizer):
         returns phi). The counter is kept; further steps continue the current period from phi."""
         if self._swapped:
             raise RuntimeError("load_slow_weights() was called inside slow_weights()")
-        fast, slow = self._pairs()
+        fast, slow = _buffers.joined(self._slow_buffers, *self._pairs())
         copy_(fast, slow, foreach=self.foreach)
 
     @torch._disable_dynamo
@@ -269,6 +275,8 @@ class Lookahead(GroupSettings, Optimizer):
         for index, p in enumerate(params):
             state[index] = _format.merge_entry(index, inner["state"].get(index, {}), self._own[p])
         state_dict: dict[str, Any] = {"state": state, "param_groups": inner["param_groups"]}
+        if self._slow_buffers is not None:  # in no group: a key of their own
+            state_dict[_buffers.BUFFERS] = list(self._slow_buffers.pairs()[1])
         for post_hook in self._optimizer_state_dict_post_hooks.values():
             result = post_hook(self, state_dict)
             if result is not None:
@@ -281,14 +289,15 @@ class Lookahead(GroupSettings, Optimizer):
         inner-only one (with a warning).
 
         Raises:
-            ValueError: when the state dict was made for a different number of parameters or
-                groups, or holds invalid k/alpha/pullback values.
+            ValueError: when the state dict was made for a different number of parameters,
+                groups or buffers, or holds invalid k/alpha/pullback values.
         """
         state_dict = state_dict.copy()
         for pre_hook in self._optimizer_load_state_dict_pre_hooks.values():
             result = pre_hook(self, state_dict)
             if result is not None:
                 state_dict = result
+        slow_buffers = _buffers.to_load(self._slow_buffers, state_dict)  # checked before loading
         if "lookahead" in state_dict and "inner" in state_dict:
             self._load_own(_format.from_old_layout(state_dict))
         elif _format.is_lookahead_layout(state_dict):
@@ -310,6 +319,8 @@ class Lookahead(GroupSettings, Optimizer):
                     group.update({**keys, STEP: 0})
                     for p in group["params"]:
                         self._own[p] = _state.capture(p, inner.get(p, {}), group[MODE])
+        if self._slow_buffers is not None:
+            self._slow_buffers.load(slow_buffers)
         for post_hook in self._optimizer_load_state_dict_post_hooks.values():
             post_hook(self)
 
@@ -317,7 +328,7 @@ class Lookahead(GroupSettings, Optimizer):
         return {key: self.__dict__[key] for key in _PICKLED}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__({**state, "_constructed": True, "_swapped": False})
+        super().__setstate__({"_slow_buffers": None, **state, "_constructed": True, "_swapped": False})
         self.state = LookaheadState(self)
 
     def __repr__(self) -> str:
@@ -327,6 +338,8 @@ class Lookahead(GroupSettings, Optimizer):
             values = [group.get(key) for group in self.param_groups]
             shown = values[0] if len(set(values)) == 1 else values
             settings.append(f"{name}={shown!r}")
+        if self._slow_buffers is not None:
+            settings.append(f"buffers={len(self._slow_buffers)}")
         return f"Lookahead({', '.join(settings)},\n    {inner}\n)"
 
     def _params(self) -> list[Tensor]:
@@ -351,11 +364,14 @@ class Lookahead(GroupSettings, Optimizer):
         return fast, slow
 
     def _sync(self, groups: list[dict[str, Any]] | None = None) -> None:
-        """The outer update of ``groups`` (default: all), then their pullback mode."""
+        """The outer update of ``groups`` (default: all), then their pullback mode; the buffers
+        (if any) are synced with group 0."""
         groups = self.param_groups if groups is None else groups
         by_alpha: dict[float, tuple[list[Tensor], list[Tensor]]] = {}
         for group in groups:  # one kernel call per distinct alpha, not per group
             fast, slow = self._pairs(group["params"])
+            if group is self.param_groups[0]:  # identity: `==` would compare the tensors
+                fast, slow = _buffers.joined(self._slow_buffers, fast, slow)
             slow_all, fast_all = by_alpha.setdefault(group[ALPHA], ([], []))
             slow_all += slow
             fast_all += fast

@@ -63,7 +63,7 @@ DONE = {"completed", "diverged"}
 # The fair-comparison studies of the cpu-scale plan (conf/tune/<study>.yaml; README "Fair
 # comparisons"): each is its tuning trials (arms x budget x tuning seeds) plus its final runs
 # (arms x final seeds), done when results/<study>/trials.csv or final.csv holds them as results.
-STUDIES = ("cifar10_sgd", "cifar10_adamw", "ptb_sgd", "ptb_adam", "multi30k_adam")
+STUDIES = ("cifar10_sgd", "cifar10_adamw", "ptb_sgd", "ptb_adam", "multi30k_adam", "cifar10_relatives", "ptb_relatives")
 
 
 @dataclass

@@ -68,6 +68,43 @@ def sigterm_at_step(build, call: int):
     return patched
 
 
+def roundtrip(obj):
+    """``obj`` through ``torch.save`` and ``torch.load`` (what a checkpoint file does to it)."""
+    import io
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    buffer.seek(0)
+    return torch.load(buffer)
+
+
+def smoke_cifar(root: Path, optim: str, *extra: str) -> list:
+    """Overrides of a 12-step smoke CIFAR-10 run on the fake data at ``root`` (8 steps an epoch,
+    evaluated every 4 steps, logged every 2)."""
+    return ["task=cifar10", f"optim={optim}", "scale=smoke", f"data.root={root}", "trainer.max_steps=12",
+            "trainer.eval_every=0.5", "trainer.log_every=2", *extra]
+
+
+def metric_rows(path: Path) -> list:
+    """A metrics.csv's rows without the wall-clock column (what a resumed run must reproduce)."""
+    import csv
+
+    with open(path, newline="") as f:
+        return [{k: v for k, v in r.items() if k != "time_s"} for r in csv.DictReader(f)]
+
+
+def assert_same_run(whole: Path, cut: Path) -> None:
+    """Two run directories hold the same records and the same final checkpoint, bit for bit
+    (the model and, where the run keeps one, its averaged copy)."""
+    assert metric_rows(whole / "metrics.csv") == metric_rows(cut / "metrics.csv")
+    a = torch.load(whole / "checkpoint.pt", weights_only=False)
+    b = torch.load(cut / "checkpoint.pt", weights_only=False)
+    for key in ("model", "averaged"):
+        assert (a.get(key) is None) == (b.get(key) is None), key
+        for name, value in (a.get(key) or {}).items():
+            assert torch.equal(value, b[key][name]), f"{key}.{name}"
+
+
 def interrupted_then_resumed(overrides, run_dir: Path, monkeypatch, call: int = 5):
     """Run ``overrides`` in ``run_dir``, SIGTERM it during the ``call``-th training step, run
     it again (it resumes from the checkpoint) and return the resumed run's manifest."""

@@ -7,13 +7,13 @@ wrapper around a fresh inner optimizer, then continue both and require identical
 from __future__ import annotations
 
 import copy
-import io
 import pickle
 
 import pytest
 import torch
 from torch.testing import assert_close
 
+from conftest import roundtrip
 from lookahead import Lookahead
 
 INNER = {
@@ -38,13 +38,6 @@ def train(model, opt, steps, start=0):
         opt.zero_grad()
         model(x).square().mean().backward()
         opt.step()
-
-
-def roundtrip(obj):
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    buffer.seek(0)
-    return torch.load(buffer)
 
 
 def slow_of(opt):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import os
 import signal
 import subprocess
@@ -13,7 +12,7 @@ import pytest
 import torch
 
 import experiments.tasks as tasks
-from conftest import sigterm_at_step, train
+from conftest import assert_same_run, metric_rows, sigterm_at_step, smoke_cifar, train
 from fakes import write_cifar
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,14 +23,8 @@ def cifar_root(tmp_path_factory) -> Path:
     return write_cifar(tmp_path_factory.mktemp("cifar"), n_train=64, n_test=32)
 
 
-def _cifar(root: Path, optim: str, *extra: str) -> list:
-    return ["task=cifar10", f"optim={optim}", "scale=smoke", f"data.root={root}", "trainer.max_steps=12",
-            "trainer.eval_every=0.5", "trainer.log_every=2", *extra]
-
-
-def _rows(path: Path) -> list:
-    with open(path, newline="") as f:
-        return [{k: v for k, v in r.items() if k != "time_s"} for r in csv.DictReader(f)]
+_cifar = smoke_cifar
+_rows = metric_rows
 
 
 def _stop_at(monkeypatch, call: int) -> None:
@@ -56,11 +49,7 @@ def test_resume_after_interruption_is_bit_identical(optim, cifar_root, tmp_path,
 
     resumed = train(_cifar(cifar_root, optim, *extra), tmp_path / "cut")
     assert resumed["status"] == "completed" and resumed["resumed"]
-    assert _rows(tmp_path / "whole" / "metrics.csv") == _rows(tmp_path / "cut" / "metrics.csv")
-    a = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=False)
-    b = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)
-    for name, value in a["model"].items():
-        assert torch.equal(value, b["model"][name]), name
+    assert_same_run(tmp_path / "whole", tmp_path / "cut")
     assert whole["final"] == resumed["final"]
 
 
@@ -68,7 +57,8 @@ def test_manifest_records_provenance(cifar_root, tmp_path):
     m = train(_cifar(cifar_root, "lookahead_sgd"), tmp_path)
     for key in ("config", "overrides", "git", "versions", "device", "seed", "status", "final", "start_time", "end_time"):
         assert key in m, key
-    assert m["config"]["optim"]["lookahead"] == {"k": 5, "alpha": 0.8, "pullback": "none", "foreach": None}
+    assert m["config"]["optim"]["lookahead"] == {"k": 5, "alpha": 0.8, "pullback": "none", "foreach": None,
+                                                 "alpha_end": None, "alpha_power": 3.0, "buffers": False}
     assert {"test_acc", "test_acc_fast", "test_acc_slow"} <= set(m["final"])
     header = (tmp_path / "metrics.csv").read_text().splitlines()[0].split(",")
     assert header[:4] == ["step", "epoch", "time_s", "lr"]

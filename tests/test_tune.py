@@ -23,7 +23,8 @@ from scripts.collect_lib.study_report import check_poolable, expected_max_table
 from scripts.collect_lib.study_spec import (StudyError, declared_studies, load_study, members_override)
 
 ROOT = Path(__file__).resolve().parents[1]
-STUDIES = ["cifar10_adamw", "cifar10_sgd", "multi30k_adam", "nqm_smoke", "ptb_adam", "ptb_sgd"]
+STUDIES = ["cifar10_adamw", "cifar10_relatives", "cifar10_sgd", "multi30k_adam", "nqm_smoke", "ptb_adam",
+           "ptb_relatives", "ptb_sgd"]
 
 
 # --- study files and the design -----------------------------------------------------------------
@@ -38,6 +39,17 @@ def test_every_declared_study_loads_with_an_equal_budget_and_disjoint_seeds():
             assert sum(m.name.startswith(f"arm={arm.name},") for m in members) == s.budget * len(s.tune_seeds)
         if name != "nqm_smoke":
             assert s.budget == 8 and len(s.final_seeds) >= 5 and s.scale == "cpu"
+
+
+def test_arms_shared_between_studies_get_the_same_trial_points():
+    # The relatives studies repeat the SGD and Lookahead(SGD) arms of cifar10_sgd / ptb_sgd with
+    # the same spaces and design seed: their trials are the same configurations.
+    for base, relatives in (("cifar10_sgd", "cifar10_relatives"), ("ptb_sgd", "ptb_relatives")):
+        a, b = load_study(base), load_study(relatives)
+        assert [x for x in a.common_args() if not x.startswith(("experiment_name=", "study="))] == \
+               [x for x in b.common_args() if not x.startswith(("experiment_name=", "study="))]
+        for arm in ("sgd", "lookahead_sgd"):
+            assert a.points(a.arm(arm)) == b.points(b.arm(arm))
 
 
 def test_the_design_is_deterministic_in_bounds_and_keyed_per_arm():

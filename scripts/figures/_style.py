@@ -36,6 +36,15 @@ OPTIMIZERS = {
     "adafactor": ("#8C564B", "X", "Adafactor"),
     "momentum": ("#332288", "h", "Classical momentum"),
     "lookahead_momentum": ("#AA4499", "*", "Lookahead (momentum)"),
+    # Lookahead's relatives (issue: Schedule-Free, EMA, SWA) and modern inner optimizers.
+    "ema_sgd": ("#44AA99", "p", "EMA of the weights (SGD)"),
+    "swa_sgd": ("#117733", "H", "SWA (SGD)"),
+    "schedulefree_sgd": ("#882255", "d", "Schedule-Free SGD"),
+    "lookahead_adamw": ("#E69F00", "8", "Lookahead (AdamW)"),
+    "ema_adamw": ("#88CCEE", "p", "EMA of the weights (AdamW)"),
+    "schedulefree_adamw": ("#AA4499", "d", "Schedule-Free AdamW"),
+    "lion": ("#999933", "1", "Lion"),
+    "lookahead_lion": ("#DDCC77", "2", "Lookahead (Lion)"),
 }
 
 # Lookahead's (k, alpha) grid arms (Table 5 / Fig. 9, the PTB k x alpha grid): four Okabe-Ito

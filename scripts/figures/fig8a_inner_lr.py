@@ -3,9 +3,9 @@ rates 0.1, 0.2 and 0.3.
 
 Paper (Fig. 8a [V]): with the Lookahead parameters fixed, the train loss is lower and less noisy
 than SGD's at every inner learning rate. Ours, from `make sweep-fig8_inner_lr collect`: train loss
-per epoch (mean over seeds; darker = smaller lr) and final test accuracy against the lr (mean +-
-Student-t 95% CI over seeds; a single seed is a bare marker, and the panel says which, with n).
-SGD is the same inner optimizer with Lookahead off.
+per epoch (mean over seeds; darker = smaller lr) and final validation accuracy (test accuracy for
+paper-protocol records) against the lr (mean +- Student-t 95% CI over seeds; a single seed is a
+bare marker, and the panel says which, with n). SGD is the same inner optimizer with Lookahead off.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ KEY = "optim.lr"
 
 
 def load(results_dir: Path) -> pd.DataFrame:
-    """Train-loss curves and final test accuracy of the sweep."""
+    """Train-loss curves and final validation accuracy (test for paper-protocol records) of the sweep."""
     return _trained.load_sensitivity(results_dir, "fig8_inner_lr")
 
 

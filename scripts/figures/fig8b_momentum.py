@@ -2,10 +2,10 @@
 0.9, 0.95 and 0.98 (lr 0.1).
 
 Paper (Fig. 8b [V]): with the Lookahead parameters fixed, the train loss is lower and less noisy
-than SGD's at every momentum. Ours, from `make sweep-fig8_momentum collect`: train loss
-per epoch (mean over seeds; darker = smaller momentum) and final test accuracy against it (mean +-
-Student-t 95% CI over seeds; a single seed is a bare marker, and the panel says which, with n).
-SGD is the same inner optimizer with Lookahead off.
+than SGD's at every momentum. Ours, from `make sweep-fig8_momentum collect`: train loss per epoch
+(mean over seeds; darker = smaller momentum) and final validation accuracy (test accuracy for
+paper-protocol records) against it (mean +- Student-t 95% CI over seeds; a single seed is a bare
+marker, and the panel says which, with n). SGD is the same inner optimizer with Lookahead off.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ KEY = "optim.momentum"
 
 
 def load(results_dir: Path) -> pd.DataFrame:
-    """Train-loss curves and final test accuracy of the sweep."""
+    """Train-loss curves and final validation accuracy (test for paper-protocol records) of the sweep."""
     return _trained.load_sensitivity(results_dir, "fig8_momentum")
 
 
