@@ -158,3 +158,20 @@ def test_airbench_lookahead_decays_alpha_and_interpolates_batchnorm_statistics(c
 def test_bad_relative_configs_fail_before_training_with_the_fix(bad, what, cifar_root):
     with pytest.raises(Exception, match=what.replace(".", r"\.").replace("+", r"\+")):
         OmegaConf.to_object(compose(["task=cifar10", "scale=smoke", f"data.root={cifar_root}", *bad]))
+
+
+@pytest.mark.parametrize("optim", ["ema_sgd", "schedulefree_sgd"])
+def test_recomputed_batchnorm_statistics_apply_to_every_kind_and_are_put_back(optim, cifar_root):
+    cfg, task, opt = _setup(cifar_root, optim, "trainer.slow_bn=both", "trainer.bn_batches=2")
+    opt.reported.train_mode()
+    batches = task.train_batches(0, 0)
+    for step in range(1, 4):
+        _step(task, opt, batches)
+        opt.reported.after_step(task.model, step, 8)
+    with opt.reported.weights(task.model) as reported:
+        before = {k: v.clone() for k, v in reported.state_dict().items()}
+    out = evaluate(task, opt, cfg.trainer)
+    suffix = opt.reported.suffix
+    assert f"test_loss{suffix}_bn" in out and out[f"test_loss{suffix}_bn"] != out[f"test_loss{suffix}"]
+    with opt.reported.weights(task.model) as reported:  # the statistics (and weights) as they were
+        assert all(torch.equal(v, before[k]) for k, v in reported.state_dict().items())
