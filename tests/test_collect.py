@@ -198,3 +198,24 @@ def test_a_paired_artifact_gets_per_seed_differences_with_intervals():
     assert (row["t_low"], row["t_high"]) == pytest.approx((0.0133333 - 0.0143422, 0.0133333 + 0.0143422), rel=1e-4)
     assert not row["supported"]  # the t interval reaches below zero
     assert "| final_test_acc | 3 |" in render(spec, paired_table(spec, runs), "3 runs")
+
+
+def test_runs_csv_reports_evaluation_time_apart_from_training(tmp_path):
+    # A run's manifest keeps evaluation's wall time (eval_time_s) apart from training's (time_s);
+    # runs.csv shows both and evaluation's share of the two.
+    import shutil
+
+    shutil.copytree(RUNS, tmp_path / "runs")
+    manifests = sorted((tmp_path / "runs").rglob("manifest.json"))
+    for path in manifests:
+        m = json.loads(path.read_text())
+        if m.get("status") == "completed":
+            m["eval_time_s"] = 0.25 * m["time_s"]
+            path.write_text(json.dumps(m))
+    collect(tmp_path / "runs", tmp_path / "results", **MINI)
+    runs = pd.read_csv(tmp_path / "results" / "mini_sweep" / "runs.csv")
+    done = runs[runs["status"] == "completed"]
+    assert len(done) == 4 and (done["eval_s"] == 0.25 * done["time_s"]).all()
+    assert done["eval_share"].tolist() == pytest.approx([0.2] * 4)  # 0.25 / (1 + 0.25)
+    cols = list(runs.columns)
+    assert cols.index("eval_s") == cols.index("time_s") + 1 and cols.index("eval_share") == cols.index("eval_s") + 1

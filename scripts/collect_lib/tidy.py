@@ -23,6 +23,8 @@ from .records import DESCRIPTORS, Run, descriptor, error_line, last_value
 
 MAX_POINTS = 100  # per (run, metric) in curves.csv; evenly spaced, first and last kept
 NOT_CURVES = ("step", "epoch", "time_s", "lr")
+# runs.csv's last columns: how a run went and where, never part of a group's identity.
+BOOKKEEPING = ("target_metric", "steps", "time_s", "eval_s", "eval_share", "commit", "dirty", "device", "error")
 
 
 def _sort_key(value: Any) -> tuple:
@@ -66,25 +68,28 @@ def runs_table(runs: Sequence[Run]) -> pd.DataFrame:
         if target:
             row[f"best_{target}"] = m.get("best")
         git = m.get("git") or {}
+        # Evaluation's wall time is kept apart from training's (time_s leaves it out), across
+        # resumes; its share of the two together is what the suite holds to 10 % at cpu scale.
+        eval_s = m.get("eval_time_s")
+        share = eval_s / (eval_s + m["time_s"]) if eval_s is not None and m.get("time_s") else None
         row.update({"target_metric": target, "steps": m.get("steps"), "time_s": m.get("time_s"),
+                    "eval_s": eval_s, "eval_share": share,
                     "commit": git.get("commit"), "dirty": git.get("dirty"), "device": m.get("device"),
                     "error": error_line(m)})
         rows.append(row)
     if not rows:  # every member failed or ran at another scale: the tables exist, empty
         return pd.DataFrame(columns=["run", "status", "seed", "scale", "task", "dataset", "optim"])
     df = pd.DataFrame(rows).dropna(axis=1, how="all")
-    front = [c for c in df if not c.startswith(("final_", "best_"))
-             and c not in ("target_metric", "steps", "time_s", "commit", "dirty", "device", "error")]
+    front = [c for c in df if not c.startswith(("final_", "best_")) and c not in BOOKKEEPING]
     metrics = sorted(c for c in df if c.startswith(("final_", "best_")))
-    back = [c for c in ("target_metric", "steps", "time_s", "commit", "dirty", "device", "error") if c in df]
+    back = [c for c in BOOKKEEPING if c in df]
     df = df[front + metrics + back]
     return sort_rows(df, [c for c in group_columns(df) if c in df] + ["seed", "run"])
 
 
 def group_columns(runs_df: pd.DataFrame) -> List[str]:
     """Columns that define a group: identity without the seed, the grid and the descriptors."""
-    skip = {"run", "status", "seed", "target_metric", "steps", "time_s", "commit", "dirty",
-            "device", "error"}
+    skip = {"run", "status", "seed", *BOOKKEEPING}
     return [c for c in runs_df if c not in skip and not c.startswith(("final_", "best_"))]
 
 
