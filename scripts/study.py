@@ -21,6 +21,11 @@ math are in ``scripts/collect_lib/study_spec.py`` (design), ``selection.py``, ``
 - ``analyze`` writes trials.csv, expected_max.csv, final.csv, paired.csv and table.md
   (``make collect`` does the same for every study with runs).
 
+Every command but ``points`` first writes the study's committed finished runs
+(``RESULTS/<study>/manifests/``) back under RUNS where their folders are missing
+(``collect_lib/restore.py``): a fresh checkout skips the trials already done and its tables keep
+them.
+
 Every member gets ``trainer.threads=T`` (default: 1 with ``--jobs`` > 1, else every core) and
 ``trainer.progress=false``, so all members of a launch share the thread count; OVERRIDEs (e.g.
 ``data.root=DIR``, ``hydra/launcher=slurm``) are passed to every member. RUNS is $LOOKAHEAD_RUNS
@@ -43,12 +48,14 @@ ROOT = Path(__file__).resolve().parents[1]
 try:  # imported as scripts.study
     from .collect_lib import _csv, _write
     from .collect_lib.records import find_runs
+    from .collect_lib.restore import restore_study_runs
     from .collect_lib.selection import select, selected_document, study_runs, trials_table
     from .collect_lib.study_report import analyze, read_selected
     from .collect_lib.study_spec import Study, StudyError, load_study, members_override
 except ImportError:  # run as a script: scripts/ is on sys.path
     from collect_lib import _csv, _write
     from collect_lib.records import find_runs
+    from collect_lib.restore import restore_study_runs
     from collect_lib.selection import select, selected_document, study_runs, trials_table
     from collect_lib.study_report import analyze, read_selected
     from collect_lib.study_spec import Study, StudyError, load_study, members_override
@@ -56,6 +63,15 @@ except ImportError:  # run as a script: scripts/ is on sys.path
 
 def runs_root(args: argparse.Namespace) -> Path:
     return Path(args.runs or os.environ.get("LOOKAHEAD_RUNS") or "runs")
+
+
+def restore(study: Study, args: argparse.Namespace) -> None:
+    """Write the study's committed finished runs back under RUNS (collect_lib/restore.py)."""
+    results = study.results_dir(args.results, args.scale)
+    made = restore_study_runs(results, runs_root(args) / study.name)
+    if made:
+        print(f"{study.name}: {len(made)} finished runs restored from {results / 'manifests'} into "
+              f"{runs_root(args) / study.name} (they are skipped, and read with the local runs)", flush=True)
 
 
 def launch(study: Study, phase: str, members, args: argparse.Namespace) -> int:
@@ -142,6 +158,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         study = load_study(args.study)
         if args.overrides and args.command not in ("tune", "final"):
             raise StudyError(f"{args.command} takes no overrides (got {' '.join(args.overrides)})")
+        if args.command != "points":
+            restore(study, args)
         return COMMANDS[args.command](study, args)
     except StudyError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -178,3 +178,20 @@ def test_the_study_figure_builds_from_the_analysis(chain, tmp_path):
     assert sorted(p.name for p in paths) == [f"{STUDY}.pdf", f"{STUDY}.png"]
     fig, axes = module.plot(module.summarize(module.load(chain["results"].parent)))
     assert all(ax.has_data() for ax in axes) and "scale: smoke" in fig.get_suptitle()
+
+
+def test_a_fresh_runs_folder_goes_on_from_the_committed_results(chain, tmp_path):
+    # Another checkout: the results are committed, the runs folder is empty. Every study command
+    # first writes the committed finished runs back; tune then skips all of them and analyze
+    # writes the same tables.
+    results, runs = tmp_path / "results", tmp_path / "runs"
+    shutil.copytree(chain["results"], results / STUDY)
+    where = ["--runs", str(runs), "--results", str(results)]
+    assert study_cli.main(["tune", STUDY, *where, "--threads", "1"]) == 0
+    committed = {p.stem: p.read_bytes() for p in (chain["results"] / "manifests" / "tune").glob("*.json")}
+    restored = {p.parent.name: p.read_bytes() for p in (runs / STUDY / "tune").glob("*/manifest.json")}
+    assert restored == committed and len(restored) == 6  # skipped: byte for byte what was committed
+    assert len(list((runs / STUDY / "final").glob("*/manifest.json"))) == 4
+    assert study_cli.main(["analyze", STUDY, *where]) == 0
+    for name in ("trials.csv", "paired.csv", "table.md"):
+        assert (results / STUDY / name).read_bytes() == (chain["results"] / name).read_bytes(), name

@@ -146,10 +146,15 @@ def collect(runs_dir: Path, results_dir: Path, artifacts: Optional[List[str]] = 
     Runs of names no ``conf/experiment/`` file declares (``single``, scratch sweeps) are reported
     and left out unless ``any_artifact``; ``scales=None`` takes every scale.
     """
-    grouped = group_by_artifact(find_runs(runs_dir))
-    # Fair-comparison studies (conf/tune/) have tables of their own (study_report.py).
+    # Fair-comparison studies (conf/tune/) have tables of their own (study_report.py); their
+    # committed finished runs come back under runs_dir first, so a partial rerun keeps them.
+    from .restore import restore_study_runs
     from .study_report import collect_study
     from .study_spec import declared_studies
+
+    for name in declared_studies():
+        restore_study_runs(Path(results_dir) / name, Path(runs_dir) / name)
+    grouped = group_by_artifact(find_runs(runs_dir))
 
     studies = {name: grouped.pop(name) for name in declared_studies() if name in grouped}
     if not any_artifact:
