@@ -166,6 +166,21 @@ def verdict(row: pd.Series, lower_better: bool) -> str:
     return f"{row['arm']} {'higher' if higher else 'lower'} ({'better' if better else 'worse'})"
 
 
+def _trial_lines(study: Study, trials: pd.DataFrame) -> List[str]:
+    """One row per finished trial, arm by arm: its point in the search space and its score."""
+    finished = trials[trials["status"].isin(RESULTS)]
+    if finished.empty:
+        return ["*No trial finished yet.*"]
+    f, _ = _scale_of(study.metric)
+    out = [f"| arm | trial | values | {study.metric} |", "|---|---|---|---|"]
+    for arm in study.arms:
+        for _, r in finished[finished["arm"] == arm.name].sort_values("trial").iterrows():
+            values = ", ".join(f"{d.key}={r[d.key]:.4g}" for d in arm.space)
+            score = "diverged" if r["diverged"] else _num(r["score"], f)
+            out.append(f"| {arm.name} | {int(r['trial'])} | {values} | {score} |")
+    return out
+
+
 def render(study: Study, scale: str, trials: pd.DataFrame, selected: Optional[Dict[str, Any]],
            expected: Optional[pd.DataFrame], final: pd.DataFrame, paired: Optional[pd.DataFrame],
            pool: Optional[Tuple[str, Any, Any]], provenance: str) -> str:
@@ -204,6 +219,8 @@ def render(study: Study, scale: str, trials: pd.DataFrame, selected: Optional[Di
             values = ", ".join(f"{k}={v}" for k, v in s["values"].items())
             lines.append(f"| {arm} | {s['trial']} | {_num(s['score'], f)} | {values} | "
                          f"{s['diverged']} of {s['trials']} |")
+    lines += ["", "## Tuning trials (validation score, the reported weights; test not shown)", ""]
+    lines += _trial_lines(study, trials)
     lines += ["", f"## Expected best {study.metric} after n trials (Dodge et al.; unbiased, without replacement)", ""]
     if expected is None:
         lines.append("*The budget is not complete yet.*")
