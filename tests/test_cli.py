@@ -15,7 +15,7 @@ import pytest
 
 from conftest import CONF_DIR, compose
 from experiments import cli
-from experiments.config import TIMM_INNER, TIMM_REJECTED, TORCH_INNER, TrainerConfig
+from experiments.config import SCHEDULE_FREE_INNER, TIMM_INNER, TIMM_REJECTED, TORCH_INNER, TrainerConfig
 from experiments.errors import DataError, UserError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -153,7 +153,7 @@ def test_supported_inner_names_match_timm_and_the_readme():
 
     from experiments.optim import INNER
 
-    assert set(INNER) == set(TORCH_INNER)
+    assert set(INNER) == set(TORCH_INNER) | set(SCHEDULE_FREE_INNER)
     timm = set(list_optimizers())
     rejected = {n for n in timm if n.startswith(tuple(prefix for prefix, _ in TIMM_REJECTED))}
     assert set(TIMM_INNER) <= timm and timm == set(TIMM_INNER) | rejected | set(TORCH_INNER)
