@@ -20,6 +20,11 @@ scratch sweeps), ``results/<artifact>/``, from its completed and diverged runs a
 - ``table.csv`` + ``table.md`` where the paper has a table: ours beside the paper's numbers
   (``results/paper_numbers.csv``), with the runs that did not complete listed.
 
+An artifact's committed finished runs that have no run folder under ``--runs`` (a fresh
+checkout that reran part of a sweep) are tabulated from their committed manifest and curves,
+and table.md says how many; a local run of the same id replaces its record; ``--fresh`` tabulates
+the local runs only (collect_lib/restore.py).
+
 Only manifests say what a run is; directory names are never parsed. Rerunning rewrites
 identical files.
 """
@@ -47,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated scales to tabulate (default cpu; 'all' for every scale)")
     parser.add_argument("--any-artifact", action="store_true",
                         help="also collect names no conf/experiment/ file declares (scratch sweeps)")
+    parser.add_argument("--fresh", action="store_true",
+                        help="tabulate only the runs under --runs (drop committed runs without a run folder)")
     parser.add_argument("--paper", type=Path, default=None,
                         help=f"the paper's numbers (default: RESULTS/{PAPER_NUMBERS})")
     args = parser.parse_args(argv)
@@ -56,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         scales = None if args.scale == "all" else tuple(args.scale.split(","))
         written = collect(args.runs, args.results, args.artifact, args.paper or args.results / PAPER_NUMBERS,
-                          scales=scales, any_artifact=args.any_artifact)
+                          scales=scales, any_artifact=args.any_artifact, fresh=args.fresh)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -21,9 +21,9 @@ from .paired_artifact import PAIRED, paired_table
 from .paired_artifact import render as render_paired
 from .paper import SPECS, build_table, render_markdown
 from .records import Run, find_runs
-from .tidy import curves_table, runs_table, summary_table
+from .tidy import DIGITS, curves_table, runs_table, summary_table
 
-FLOAT_FORMAT = "%.8g"
+FLOAT_FORMAT = f"%.{DIGITS}g"
 
 __all__ = ["collect", "collect_artifact", "declared_artifacts", "group_by_artifact", "split_members"]
 
@@ -85,12 +85,14 @@ def split_members(runs: List[Run], scales: Optional[Sequence[str]]) -> tuple[Lis
 
 
 def provenance_line(runs: List[Run]) -> str:
-    """How many runs came from a dirty tree, and for how many the diff is stored."""
+    """How many runs came from a dirty tree (and for how many the diff is stored), and how many
+    were read from the committed record rather than a run folder."""
     dirty = [r for r in runs if (r.manifest.get("git") or {}).get("dirty")]
-    stored = [r for r in dirty if (r.path / "git.diff").is_file()]
-    if not dirty:
-        return f"{len(runs)} runs, all from a clean tree"
-    return f"{len(dirty)} of {len(runs)} runs from a dirty tree ({len(stored)} with the diff stored)"
+    stored = [r for r in dirty if r.diff_path.is_file()]
+    recorded = sum(r.recorded for r in runs)
+    line = (f"{len(dirty)} of {len(runs)} runs from a dirty tree ({len(stored)} with the diff stored)" if dirty
+            else f"{len(runs)} runs, all from a clean tree")
+    return line + (f"; {recorded} read from the committed record (no run folder at collection)" if recorded else "")
 
 
 def collect_artifact(artifact: str, runs: List[Run], out_dir: Path,
@@ -119,11 +121,16 @@ def collect_artifact(artifact: str, runs: List[Run], out_dir: Path,
         files["paired.csv"] = _csv(paired)
         files["paired.md"] = render_paired(PAIRED[artifact], paired, provenance_line(runs))
     for run in runs:
-        files[f"manifests/{run.run_id}.json"] = (run.path / "manifest.json").read_text()
-        if (run.path / "git.diff").is_file():
-            files[f"manifests/{run.run_id}.diff"] = (run.path / "git.diff").read_text()
+        files[f"manifests/{run.run_id}.json"] = run.manifest_path.read_text()
+        if run.diff_path.is_file():
+            files[f"manifests/{run.run_id}.diff"] = run.diff_path.read_text()
     if not excluded:  # a member collected earlier as failed may have completed since
         (out_dir / "excluded.csv").unlink(missing_ok=True)
+    # The record holds the tabulated runs and nothing else (a manifest left from an earlier
+    # collection would no longer match the tables).
+    for old in sorted((out_dir / "manifests").glob("*")) if (out_dir / "manifests").is_dir() else []:
+        if old.is_file() and f"manifests/{old.name}" not in files:
+            old.unlink()
     paths = []
     for name, text in files.items():
         _write(out_dir / name, text)
@@ -140,15 +147,18 @@ def _counts(runs: Sequence[Run]) -> Dict[str, int]:
 
 def collect(runs_dir: Path, results_dir: Path, artifacts: Optional[List[str]] = None,
             paper_path: Optional[Path] = None, scales: Optional[Sequence[str]] = ("cpu",),
-            declared: Optional[set] = None, any_artifact: bool = False) -> Dict[str, List[Path]]:
+            declared: Optional[set] = None, any_artifact: bool = False,
+            fresh: bool = False) -> Dict[str, List[Path]]:
     """Collect the declared artifacts found under ``runs_dir`` (or only ``artifacts``) at ``scales``.
 
     Runs of names no ``conf/experiment/`` file declares (``single``, scratch sweeps) are reported
-    and left out unless ``any_artifact``; ``scales=None`` takes every scale.
+    and left out unless ``any_artifact``; ``scales=None`` takes every scale. An artifact's
+    committed finished runs that are not under ``runs_dir`` are tabulated with the local ones
+    (``restore.recorded_runs``) unless ``fresh``.
     """
     # Fair-comparison studies (conf/tune/) have tables of their own (study_report.py); their
     # committed finished runs come back under runs_dir first, so a partial rerun keeps them.
-    from .restore import restore_study_runs
+    from .restore import recorded_runs, restore_study_runs
     from .study_report import collect_study
     from .study_spec import declared_studies
 
@@ -171,6 +181,12 @@ def collect(runs_dir: Path, results_dir: Path, artifacts: Optional[List[str]] = 
     for artifact, members in grouped.items():
         if artifacts and artifact not in artifacts:
             continue
+        if not fresh:
+            carried = recorded_runs(Path(results_dir) / artifact, [r.run_id for r in members])
+            if carried:
+                print(f"{artifact}: {len(carried)} committed runs kept from {Path(results_dir) / artifact} "
+                      f"(no run folder under {runs_dir}; --fresh leaves them out)", file=sys.stderr)
+            members = members + carried
         keep, excluded = split_members(members, scales)
         written[artifact] = collect_artifact(artifact, keep, Path(results_dir) / artifact, paper, excluded)
         counts = ", ".join(f"{n} {s}" for s, n in sorted(_counts(excluded).items()))

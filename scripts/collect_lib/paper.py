@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .records import Run, value_at_fraction
-from .tidy import ci95
+from .tidy import as_written, ci95
 
 Selector = Dict[str, object]
 
@@ -149,7 +149,7 @@ def _select(runs_df: pd.DataFrame, select: Selector) -> pd.DataFrame:
 def _values(cell: Cell, members: pd.DataFrame, runs: Dict[str, Run]) -> np.ndarray:
     if "@" in cell.metric:
         name, frac = cell.metric.split("@")
-        values = [value_at_fraction(runs[r].metrics, name, float(frac)) for r in members["run"]]
+        values = [as_written(value_at_fraction(runs[r].metrics, name, float(frac))) for r in members["run"]]
     elif cell.metric in members:
         values = members[cell.metric].tolist()
     else:

@@ -41,10 +41,22 @@ class Run:
     config: Dict[str, Any]
     overrides: List[str]
     metrics: Optional[pd.DataFrame] = field(default=None, repr=False)
+    # Read back from an artifact's committed record (restore.recorded_runs), not a run folder:
+    # ``path`` is then ``results/<artifact>/manifests/<run id>`` and the metrics are its curves.
+    recorded: bool = False
 
     @property
     def run_id(self) -> str:
         return self.path.name
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.path.parent / f"{self.path.name}.json" if self.recorded else self.path / "manifest.json"
+
+    @property
+    def diff_path(self) -> Path:
+        """The stored diff of a run made from a dirty tree (it may not exist)."""
+        return self.path.parent / f"{self.path.name}.diff" if self.recorded else self.path / "git.diff"
 
     @property
     def artifact(self) -> Optional[str]:

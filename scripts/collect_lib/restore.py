@@ -1,6 +1,8 @@
-"""Put a study's committed results back under the runs folder, so a fresh checkout goes on from them.
+"""Committed results back into collection, so a fresh checkout goes on from them.
 
-Run folders (``runs/``) are a local cache; what lasts is what ``analyze`` committed:
+Run folders (``runs/``) are a local cache; what lasts is what is committed under ``results/``.
+
+Studies (conf/tune/): what ``analyze`` committed,
 ``results/<study>/manifests/<phase>/<run id>.json`` (and ``<run id>.diff``) for every tuning
 trial and final run. Before a study command reads or launches runs, each committed manifest of
 a finished run (``completed`` or ``diverged``) whose run folder is missing is written back as
@@ -14,6 +16,15 @@ a finished run (``completed`` or ``diverged``) whose run folder is missing is wr
 
 A run folder that exists is never touched (its own manifest wins), and unfinished runs are not
 restored (a checkpoint does not survive; they run again).
+
+Paper artifacts (conf/experiment/): ``collect`` commits each finished run's manifest and at most
+``tidy.MAX_POINTS`` points per metric of its curves, not its metrics.csv, so they are not
+written back as run folders (a sweep would then meet a run folder without its metrics). Instead
+``recorded_runs`` reads the committed members that are not under the runs folder as runs of
+their own (``Run.recorded``): the manifest from ``manifests/<run id>.json``, the metrics from its
+rows of ``curves.csv``. Those rows are every point collect keeps, so the tables written from
+them are the committed ones: collecting after rerunning part of a sweep keeps the rest, and a
+local run of the same id replaces its committed record. ``collect --fresh`` leaves them out.
 """
 
 from __future__ import annotations
@@ -21,7 +32,11 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import List
+from typing import Iterable, List, Optional
+
+import pandas as pd
+
+from .records import Run
 
 FINISHED = ("completed", "diverged")
 
@@ -55,3 +70,39 @@ def restore_study_runs(results_dir: Path, runs_dir: Path) -> List[Path]:
             tmp.rename(run_dir)
             made.append(run_dir)
     return made
+
+
+def recorded_runs(results_dir: Path, local_ids: Iterable[str]) -> List[Run]:
+    """The committed finished runs of one artifact (``results/<artifact>``) whose id is not in
+    ``local_ids``, read back as ``Run(recorded=True)`` in id order."""
+    committed = Path(results_dir) / "manifests"
+    local = set(local_ids)
+    paths = [p for p in sorted(committed.glob("*.json")) if p.stem not in local] if committed.is_dir() else []
+    if not paths:
+        return []
+    curves_path = Path(results_dir) / "curves.csv"
+    curves = pd.read_csv(curves_path) if curves_path.is_file() else None
+    by_run = {run: rows for run, rows in curves.groupby("run", sort=False)} if curves is not None else {}
+    out = []
+    for path in paths:
+        manifest = json.loads(path.read_text())
+        if manifest.get("status") not in FINISHED:
+            continue
+        if not isinstance(manifest.get("config"), dict):
+            raise ValueError(f"{path} has no config (made by an older version), so it cannot be tabulated; "
+                             "rerun it, or collect with --fresh to leave the committed runs out")
+        out.append(Run(committed / path.stem, manifest, manifest["config"], list(manifest.get("overrides") or []),
+                       _wide(by_run.get(path.stem)), recorded=True))
+    return out
+
+
+def _wide(rows: Optional[pd.DataFrame]) -> Optional[pd.DataFrame]:
+    """curves.csv's long rows of one run as a metrics.csv-shaped frame (step, epoch, one column per
+    metric); a value logged twice at one (step, epoch) keeps both rows."""
+    if rows is None or not len(rows):
+        return None
+    long = rows[["step", "epoch", "metric", "value"]]
+    long = long.assign(_n=long.groupby(["step", "epoch", "metric"]).cumcount())
+    wide = long.set_index(["step", "epoch", "_n", "metric"])["value"].unstack("metric")
+    wide.columns.name = None
+    return wide.reset_index().drop(columns="_n")

@@ -263,9 +263,9 @@ def analyze(study: Study, runs: Sequence[Run], results_dir: Path, scale: Optiona
                                provenance_line([r for r in [*tune, *final_runs] if r.status in RESULTS]))
     for phase, members in (("tune", tune), ("final", final_runs)):
         for run in members:
-            files[f"manifests/{phase}/{run.run_id}.json"] = (run.path / "manifest.json").read_text()
-            if (run.path / "git.diff").is_file():
-                files[f"manifests/{phase}/{run.run_id}.diff"] = (run.path / "git.diff").read_text()
+            files[f"manifests/{phase}/{run.run_id}.json"] = run.manifest_path.read_text()
+            if run.diff_path.is_file():
+                files[f"manifests/{phase}/{run.run_id}.diff"] = run.diff_path.read_text()
     paths = []
     for name, text in files.items():
         _write(out / name, text)

@@ -21,6 +21,7 @@ from scipy import stats
 
 from .records import DESCRIPTORS, Run, descriptor, error_line, last_value
 
+DIGITS = 8  # significant digits of every float the tables write (collect_lib.FLOAT_FORMAT)
 MAX_POINTS = 100  # per (run, metric) in curves.csv; evenly spaced, first and last kept
 NOT_CURVES = ("step", "epoch", "time_s", "lr")
 # runs.csv's last columns: how a run went and where, never part of a group's identity.
@@ -33,6 +34,15 @@ def _sort_key(value: Any) -> tuple:
     if isinstance(value, (bool, int, float, np.integer, np.floating)):
         return (1, float(value), "")
     return (2, 0.0, str(value))
+
+
+def as_written(value: Any) -> Any:
+    """A float as the tables write it (DIGITS significant digits). Statistics are computed from
+    the values runs.csv shows, so tables rebuilt from the committed record (which holds these
+    digits; restore.recorded_runs) are the same bytes as those built from the run folders."""
+    if isinstance(value, (float, np.floating)) and math.isfinite(value):
+        return float(f"{value:.{DIGITS}g}")
+    return value
 
 
 def sort_rows(df: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
@@ -82,6 +92,7 @@ def runs_table(runs: Sequence[Run]) -> pd.DataFrame:
     df = pd.DataFrame(rows).dropna(axis=1, how="all")
     front = [c for c in df if not c.startswith(("final_", "best_")) and c not in BOOKKEEPING]
     metrics = sorted(c for c in df if c.startswith(("final_", "best_")))
+    df[metrics] = df[metrics].apply(lambda column: column.map(as_written))
     back = [c for c in BOOKKEEPING if c in df]
     df = df[front + metrics + back]
     return sort_rows(df, [c for c in group_columns(df) if c in df] + ["seed", "run"])
