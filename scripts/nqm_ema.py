@@ -14,8 +14,10 @@ learning rate and momentum of Fig. 2's analytic curves (`scripts/nqm_theory.py`:
   the excess over the noise floor, its ratio to SGD's at the same (lr, momentum), and the
   asymptotic rate 1 - rho^2 per step at which E[L] approaches its limit. At `TRAINED_LRS` and
   alpha in `TRAINED_ALPHAS`, the trained stationary loss of replicas beside it (below);
-* `nqm_ema/table.md`: the main numbers;
-* `figures/nqm_ema.png`: E[L] and the excess ratio against the learning rate.
+* `nqm_ema/table.md`: the main numbers.
+
+`make figures` draws E[L] and the excess ratio against the learning rate from table.csv
+(`scripts/figures/fig_nqm_ema.py` -> `figures/nqm_ema.png`).
 
 Analytic values are the closed-form fixed points (`experiments/nqm/ema.py`, `analytic.py`; at
 momentum 0.9 Lookahead's is the generic Lyapunov solve of its per-sync map), each checked here
@@ -55,20 +57,16 @@ from experiments.nqm.problem import NQMProblem, default_problem
 from lookahead import Lookahead
 
 try:  # imported as scripts.nqm_ema (tests)
-    from .figures import _style
     from .nqm_theory import FIG2_ALPHAS, FIG2_K, FIG2_MOMENTA
 except ImportError:  # run as a script: scripts/ is on sys.path
-    from figures import _style
     from nqm_theory import FIG2_ALPHAS, FIG2_K, FIG2_MOMENTA
 
 COMMAND = "python scripts/nqm_ema.py"
 SOURCE = "experiments/nqm/ema.py"
 TRAINED_LRS = {0.0: (0.1, 0.3, 0.5, 1.0, 1.5), 0.9: (0.5, 1.0)}  # momentum -> lrs
 TRAINED_ALPHAS = (0.2, 0.5, 0.8)
-SHOWN_ALPHAS = TRAINED_ALPHAS  # in table.md and the figure
+SHOWN_ALPHAS = TRAINED_ALPHAS  # in table.md (the figure shows the alphas that were trained)
 REPLICAS, WINDOW, BURN_TOL, SEED = 500, 2000, 1e-3, 0
-EMA_STYLE = "ema_sgd"
-EMA_MARKER = _style.marker(EMA_STYLE)
 
 
 # --- analytic -----------------------------------------------------------------------------------
@@ -388,61 +386,24 @@ def render(df: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(df: pd.DataFrame):
-    """(a) stationary E[L] minus the noise floor against lr at momentum 0, one line per method
-    and alpha, trained replicas as points with 2 se; (b) that excess as a fraction of SGD's at
-    the same lr, momentum 0 (lines) and 0.9 (dotted, with points)."""
-    fig, (ax_a, ax_b) = _style.new_figure(2, "double")
-    k = int(df["k"].dropna().iloc[0])
-    floor = float((df["analytic"] - df["excess"]).iloc[0])
-
-    def draw(ax, g, color, ls, mk, label):
-        ax.plot(g["lr"], g["excess"], color=color, ls=ls, label=label)
-        t = g[g["trained"].notna()]
-        ax.errorbar(t["lr"], t["trained"] - floor, yerr=2 * t["se"], fmt=mk, color=color, ms=3,
-                    capsize=2, ls="none")
-
-    for momentum in (0.0, 0.9):
-        cut = df[df["momentum"] == momentum].sort_values("lr")
-        if momentum == 0.0:
-            draw(ax_a, cut[cut["method"] == "sgd"], _style.color("sgd"), "--", _style.marker("sgd"),
-                 "SGD")
-        for i, alpha in enumerate(SHOWN_ALPHAS):
-            shade = 0.35 + 0.65 * i / max(len(SHOWN_ALPHAS) - 1, 1)
-            pick = cut["alpha"].notna() & np.isclose(cut["alpha"].fillna(-1.0), alpha)
-            la = cut[pick & (cut["method"] == "lookahead_sgd")]
-            em = cut[pick & (cut["method"] == "ema_sgd") & (cut["horizon"] == "mean_age")]
-            la_color, em_color = _style.tint("lookahead_sgd", shade), _style.tint(EMA_STYLE, shade)
-            decay = ema.ema_decay_for_lookahead(k, alpha)
-            if momentum == 0.0:
-                draw(ax_a, la, la_color, "-", _style.marker("lookahead_sgd"),
-                     f"Lookahead α={alpha:g}")
-                draw(ax_a, em, em_color, "-.", EMA_MARKER, f"EMA decay={decay:.3g}")
-                ax_b.plot(la["lr"], la["excess_ratio"], color=la_color, ls="-")
-                ax_b.plot(em["lr"], em["excess_ratio"], color=em_color, ls="-.")
-            else:
-                ax_b.plot(la["lr"], la["excess_ratio"], color=la_color, ls=":", marker="o", ms=3)
-                ax_b.plot(em["lr"], em["excess_ratio"], color=em_color, ls=":", marker="^", ms=3)
-    ax_a.set(xscale="log", yscale="log", xlabel="learning rate",
-             ylabel=f"stationary E[L] − noise floor ({floor:.4f})",
-             title="(a) momentum 0: exact (lines);\ntrained replicas: mean ± 2 se (points)")
-    ax_b.set(xscale="log", yscale="log", xlabel="learning rate",
-             ylabel="excess loss / SGD's excess",
-             title="(b) relative to SGD at the same lr; colours as in (a)\n"
-                   "momentum 0 (lines), momentum 0.9 (dotted, points)")
-    fig.set_figheight(fig.get_figheight() + 0.6)
-    fig.legend(*ax_a.get_legend_handles_labels(), loc="outside lower center", ncols=4)
-    _style.title(fig, f"NQM: EMA of SGD's iterates vs Lookahead(SGD, k = {k}), the EMA at the "
-                 "same mean age of the averaged iterates", df)
-    return fig, np.array([ax_a, ax_b])
-
-
 def _atomic_write(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     write(tmp)
     os.replace(tmp, path)
     print(f"wrote {path}")
+
+
+COLUMNS = ["method", "k", "alpha", "decay", "horizon", "mean_age", "lr", "momentum", "analytic", "excess",
+           "excess_ratio", "rate", "trained", "se", "n_replicas", "z", "burn_in", "window", "transient_bound",
+           "dataset", "scale", "source"]
+
+
+def write(df: pd.DataFrame, results: Path) -> None:
+    """``results/nqm_ema/table.csv`` (the figure's input) and ``table.md``."""
+    out = Path(results) / "nqm_ema"
+    _atomic_write(out / "table.csv", lambda p: df[COLUMNS].to_csv(p, index=False, float_format="%.8g"))
+    _atomic_write(out / "table.md", lambda p: p.write_text(render(df)))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -453,18 +414,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     start = time.perf_counter()
-    df = full_table(default_problem(), args.replicas, args.seed)
-    columns = ["method", "k", "alpha", "decay", "horizon", "mean_age", "lr", "momentum",
-               "analytic", "excess", "excess_ratio", "rate", "trained", "se", "n_replicas", "z",
-               "burn_in", "window", "transient_bound", "dataset", "scale", "source"]
-    out = args.results / "nqm_ema"
-    _atomic_write(out / "table.csv",
-                  lambda p: df[columns].to_csv(p, index=False, float_format="%.8g"))
-    _atomic_write(out / "table.md", lambda p: p.write_text(render(df)))
-    fig, _ = plot(df)
-    _atomic_write(args.results / "figures" / "nqm_ema.png",
-                  lambda p: fig.savefig(p, format="png", metadata={"Software": None}))
-    print(f"done in {time.perf_counter() - start:.0f} s")
+    write(full_table(default_problem(), args.replicas, args.seed), args.results)
+    print(f"done in {time.perf_counter() - start:.0f} s; `make figures` draws it")
 
 
 if __name__ == "__main__":

@@ -44,6 +44,17 @@ def write_fig2(results: Path) -> None:
     _write(pd.DataFrame(final), results / "fig2_nqm" / "theory_final.csv")
 
 
+def write_nqm_ema(results: Path) -> None:
+    """nqm_ema/table.csv as scripts/nqm_ema.py writes it, with a few small trained cells."""
+    from experiments.nqm.problem import default_problem
+    from scripts import nqm_ema
+
+    problem = default_problem()
+    trained = nqm_ema.trained_table(problem, replicas=20, seed=0, window=50,
+                                    trained_lrs={0.0: (0.5, 1.0), 0.9: (0.5,)}, alphas=(0.5, 0.8))
+    nqm_ema.write(nqm_ema.combine(problem, nqm_ema.analytic_table(problem), trained), results)
+
+
 def write_rates(results: Path, artifact: str, x: str) -> None:
     rows = [dict(method=method, k=k, alpha=alpha, lr=0.1 * v, momentum=beta, kappa=10 * v,
                  spectrum=spectrum, rate=0.01 * v - 0.005)  # v = 0.1 gives a divergent row

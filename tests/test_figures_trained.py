@@ -3,11 +3,11 @@
 The fixture is a miniature of each sweep: fake runs (``fake_runs.py``: real configs and job
 lists from the experiment files, made-up numbers in the loop's metrics format) collected by
 ``scripts/collect_lib.collect`` into ``results/<artifact>/``, with one diverged run (Table 1) and
-one failed run (Table 5) among them. Three inputs are not collect output and are written in
+one failed run (Table 5) among them. Four inputs are not collect output and are written in
 the format of the script that makes them: Fig. 1's surface.csv/path.csv
 (``scripts/trajectory_plane.py``: it needs a trained model's weight snapshots) and the analytic
 theory.csv files of Figs. 2-4 (``scripts/nqm_theory.py``, fixtures of test_figures_nqm.py;
-Fig. 2 also overlays a collected fig2_nqm sweep).
+Fig. 2 also overlays a collected fig2_nqm sweep) and the NQM EMA table (``scripts/nqm_ema.py``).
 
 Pinned: `make figures` discovers no module without a fixture here and none fails to import;
 each module's load -> summarize -> plot draws every panel and titles it with the scale and
@@ -25,7 +25,7 @@ import pytest
 from fake_runs import write_sweep
 from scripts import make_figures
 from scripts.collect_lib import collect
-from test_figures_nqm import write_fig2, write_rates
+from test_figures_nqm import write_fig2, write_nqm_ema, write_rates
 
 PAPER = Path(__file__).resolve().parents[1] / "results" / "paper_numbers.csv"
 MAKE_ARGS = ["scale=smoke", "trainer.threads=1", "trainer.progress=false"]
@@ -86,6 +86,7 @@ def results(tmp_path_factory):
     write_fig2(out)  # theory.csv, theory_final.csv beside the collected fig2_nqm tables
     write_rates(out, "fig3_quadratic_rate", "lr")
     write_rates(out, "fig4_quadratic_condition", "kappa")
+    write_nqm_ema(out)
     return out
 
 
@@ -106,7 +107,7 @@ def test_the_fixture_has_every_outcome(results):
 
 def test_every_figure_module_imports_and_has_its_results_here(results):
     assert not BROKEN
-    assert len(MODULES) == 20  # figs 1-10 (8a, 8b, 7a, 7b), the PTB k/alpha grid, slow-weight BN and six report_*
+    assert len(MODULES) == 21  # figs 1-10 (8a, 8b, 7a, 7b), the PTB k/alpha grid, slow-weight BN, six report_*, the NQM EMA
     missing = {m.ARTIFACT: f for m in MODULES for f in m.REQUIRES if not (results / f).exists()}
     assert not missing, f"no fixture for {missing}"
 

@@ -17,6 +17,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from experiments.nqm import analytic, ema
 from experiments.nqm.problem import NQMProblem, default_problem
 from scripts import nqm_ema
+from scripts.figures import fig_nqm_ema
 
 ROOT = Path(__file__).resolve().parents[1]
 # Three coordinates spanning fast, medium and slow curvature, with unequal noise and a mixed start.
@@ -239,5 +240,7 @@ def test_render_and_plot_on_a_small_trained_table() -> None:
     df = nqm_ema.combine(problem, df, trained)
     text = nqm_ema.render(df)
     assert text.startswith("# NQM: EMA") and "| 1 | 0 | EMA |" in text
-    fig, axes = nqm_ema.plot(df)
+    fig, axes = fig_nqm_ema.plot(fig_nqm_ema.summarize(df))
     assert len(axes) == 2 and axes[0].get_xscale() == "log"
+    labels = axes[0].get_legend_handles_labels()[1]
+    assert labels == ["SGD", "Lookahead α=0.5", f"EMA decay={ema.ema_decay_for_lookahead(5, 0.5):.3g}"]
