@@ -5,7 +5,8 @@ A finished run is skipped only when both fingerprints equal the new command's (s
 ``data.root`` never passes for a result that is already there.
 
 - **Config**: the resolved config minus the keys that cannot change a result (threads, progress
-  bars, logging sinks, the device choice, ``resume``, the run's name), hashed as canonical JSON.
+  bars, logging sinks, the device choice, ``resume``, the run's name and the study it is filed
+  under), hashed as canonical JSON.
   :func:`config_diff` names the keys that differ.
 - **Data**: the files each task reads under ``data.root`` (:func:`data_files`), each with its
   size and sha256; a tree too large to hash at every start (ImageNet) is fingerprinted by its
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 # Keys that never change a result: where it runs, how fast, what it prints, where it is logged.
-IGNORED = ("trainer.threads", "trainer.progress", "trainer.device", "logger", "resume", "experiment_name",
+IGNORED = ("trainer.threads", "trainer.progress", "trainer.device", "logger", "resume", "experiment_name", "study",
            "data.root", "data.num_workers", "task.cache_dir")
 SHALLOW_BYTES = 4 << 30  # trees above this are fingerprinted by names and sizes, not contents
 
@@ -68,6 +69,37 @@ def config_diff(old: Mapping[str, Any], new: Mapping[str, Any], defaults: Mappin
             show = lambda v: "(absent)" if v is missing else json.dumps(v, default=str)  # noqa: E731
             out.append(f"{key}: {show(va)} -> {show(vb)}")
     return out
+
+
+def schema_defaults(resolved: Mapping[str, Any]) -> Dict[str, Any]:
+    """Flattened defaults of the schema this config was validated against (for added options)."""
+    from omegaconf import OmegaConf
+
+    from experiments.config import AveragingConfig, Config, LookaheadConfig, OptimConfig
+    from experiments.tasks import MODULES, TASK_SCHEMAS
+
+    def flat(node: Any, prefix: str) -> Dict[str, Any]:
+        tree = OmegaConf.to_container(OmegaConf.structured(node), resolve=False, throw_on_missing=False)
+        return {f"{prefix}{k}": v for k, v in _flatten(tree).items()}
+
+    out = flat(Config, "")
+    out.update(flat(OptimConfig, "optim."))
+    out.update(flat(LookaheadConfig, "optim.lookahead."))
+    out.update(flat(AveragingConfig, "optim.averaging."))
+    name = str(resolved.get("task", {}).get("name"))
+    schema = TASK_SCHEMAS.get(MODULES.get(name, name))  # cifar10/cifar100 -> cifar, wmt14 -> wmt
+    if schema is not None:
+        out.update(flat(schema, "task."))
+    return out
+
+
+def config_changes(old: Mapping[str, Any], resolved: Mapping[str, Any]) -> List[str]:
+    """What differs between a stored run's config and a new resolved config, in the keys that can
+    change a result (``[]``: the same run). An option added to the schema since the old run
+    counts as equal at its default (:func:`config_diff` with :func:`schema_defaults`)."""
+    if config_hash(old) == config_hash(resolved):
+        return []
+    return config_diff(old, resolved, schema_defaults(resolved))
 
 
 # --- data ------------------------------------------------------------------------------------

@@ -128,7 +128,7 @@ def _check_same(previous: Dict[str, Any], resolved: Dict[str, Any], data_print: 
     if not isinstance(old_config, dict):
         raise UserError(f"{run_dir} {what} whose manifest has no config (made by an older version); {fix}")
     if previous.get("config_hash") != fingerprint.config_hash(resolved):
-        diff = fingerprint.config_diff(old_config, resolved, _schema_defaults(resolved))
+        diff = fingerprint.config_changes(old_config, resolved)
         if diff:
             more = f" (and {len(diff) - 3} more)" if len(diff) > 3 else ""
             raise UserError(f"{run_dir} {what} with another config: {'; '.join(diff[:3])}{more}; {fix}")
@@ -139,26 +139,6 @@ def _check_same(previous: Dict[str, Any], resolved: Dict[str, Any], data_print: 
         raise UserError(f"{run_dir} {what} on other data: data fingerprint {was} -> "
                         f"{(data_print.get('sha256') or 'none')[:12]} (data.root={resolved['data']['root']}{gone}); "
                         f"{fix}")
-
-
-def _schema_defaults(resolved: Dict[str, Any]) -> Dict[str, Any]:
-    """Flattened defaults of the schema this config was validated against (for added options)."""
-    from experiments.config import AveragingConfig, Config, LookaheadConfig, OptimConfig
-    from experiments.tasks import MODULES, TASK_SCHEMAS
-
-    def flat(node: Any, prefix: str) -> Dict[str, Any]:
-        tree = OmegaConf.to_container(OmegaConf.structured(node), resolve=False, throw_on_missing=False)
-        return {f"{prefix}{k}": v for k, v in fingerprint._flatten(tree).items()}
-
-    out = flat(Config, "")
-    out.update(flat(OptimConfig, "optim."))
-    out.update(flat(LookaheadConfig, "optim.lookahead."))
-    out.update(flat(AveragingConfig, "optim.averaging."))
-    name = str(resolved.get("task", {}).get("name"))
-    schema = TASK_SCHEMAS.get(MODULES.get(name, name))  # cifar10/cifar100 -> cifar, wmt14 -> wmt
-    if schema is not None:
-        out.update(flat(schema, "task."))
-    return out
 
 
 def _skip(previous: Dict[str, Any], run_dir: Path, config) -> float | None:

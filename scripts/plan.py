@@ -74,6 +74,7 @@ class Row:
     done: int
     hours_per_run: Optional[float]
     basis: str
+    shared: str = ""  # runs another study makes for this one (reuse:), e.g. "+26 of ptb_sgd"
 
     @property
     def left(self) -> int:
@@ -155,33 +156,46 @@ def study_row(name: str, results: Path, manifests: Sequence[dict],
 
     study = load_study(name)
     tune = study.tune_members(SCALE)
-    planned = len(tune) + len(study.arms) * len(study.final_seeds)
+    # Arms a reused study runs with the same protocol are its runs, not this study's (reuse.py).
+    shared = {arm.name: other.name for other in map(load_study, study.reuse) for arm in study.arms
+              if arm in other.arms and _protocol(other) == _protocol(study)}
+    per_arm = study.budget * len(study.tune_seeds) + len(study.final_seeds)
+    planned = (len(study.arms) - len(shared)) * per_arm
     done = 0
     for table in ("trials.csv", "final.csv"):
         path = study.results_dir(results, SCALE) / table
         if path.is_file():
-            done += int(pd.read_csv(path)["status"].isin(DONE).sum())
+            df = pd.read_csv(path)
+            done += int((df["status"].isin(DONE) & ~df["arm"].isin(list(shared))).sum())
+    note = f"+{len(shared) * per_arm} of {', '.join(sorted(set(shared.values())))}" if shared else ""
     own = [_wall_h(m) for m in _manifests(results, f"{study.results_dir(results, SCALE).name}/manifests/*/*.json")]
     if own:
-        return Row(name, [], planned, done, statistics.median(own), f"its own runs (n={len(own)})")
+        return Row(name, [], planned, done, statistics.median(own), f"its own runs (n={len(own)})", note)
     cfg = compose([*study.common_args(SCALE), *tune[0].overrides])
     epochs = cfg.trainer.get("epochs")
     key = (str(cfg.task.name), str(cfg.task.get("model")))
     if epochs and key in rates:
-        return Row(name, [], planned, done, rates[key][0] * epochs, f"{epochs:g} epochs at the {_name(key)} rate")
-    return Row(name, [], planned, done, None, "no comparable run yet")
+        return Row(name, [], planned, done, rates[key][0] * epochs, f"{epochs:g} epochs at the {_name(key)} rate",
+                   note)
+    return Row(name, [], planned, done, None, "no comparable run yet", note)
+
+
+def _protocol(study) -> List[str]:
+    return [a for a in study.common_args(SCALE) if not a.startswith(("experiment_name=", "study="))]
 
 
 def render_studies(rows: Sequence[Row]) -> str:
     lines = ["", "## Fair-comparison studies (conf/tune/)", "",
              "Each study: tuning trials (the same budget per arm), then each arm at its selected values on "
-             "paired final seeds; runs = trials + final runs.", "",
+             "paired final seeds; runs = trials + final runs it trains itself (+ those of the arms it "
+             "shares with a study it reuses, counted there).", "",
              "| study | commands (each skips what is done) | runs | done | left | min per run | core-hours left |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
         cmd = (f"`make tune-{r.artifact} JOBS=2 && make select-{r.artifact} && make final-{r.artifact} JOBS=2 "
                f"&& make analyze-{r.artifact}`")
-        lines.append(f"| {r.artifact} | {cmd} | {r.planned} | {r.done} | {r.left} | "
+        runs = f"{r.planned} ({r.shared})" if r.shared else f"{r.planned}"
+        lines.append(f"| {r.artifact} | {cmd} | {runs} | {r.done} | {r.left} | "
                      f"{_fmt(None if r.hours_per_run is None else 60 * r.hours_per_run)} ({r.basis}) | "
                      f"{_fmt(r.core_hours)} |")
     known = [r.core_hours for r in rows if r.core_hours is not None]
@@ -214,7 +228,8 @@ def render(rows: Sequence[Row], rates: Dict[Tuple[str, str], Tuple[float, int]])
     for r in rows:
         args = f' ARGS="{" ".join(r.args)}"' if r.args else ""
         cmd = f"`make sweep-{r.artifact} SCALE={SCALE} JOBS=2{args}`"
-        lines.append(f"| {r.artifact} | {cmd} | {r.planned} | {r.done} | {r.left} | "
+        runs = f"{r.planned} ({r.shared})" if r.shared else f"{r.planned}"
+        lines.append(f"| {r.artifact} | {cmd} | {runs} | {r.done} | {r.left} | "
                      f"{_fmt(None if r.hours_per_run is None else 60 * r.hours_per_run)} ({r.basis}) | "
                      f"{_fmt(r.core_hours)} |")
     left = sum(r.left for r in rows)

@@ -26,6 +26,10 @@ Every command but ``points`` first writes the study's committed finished runs
 (``collect_lib/restore.py``): a fresh checkout skips the trials already done and its tables keep
 them.
 
+A study that names others in ``reuse:`` takes, before ``tune`` and ``final`` launch, the members
+they have finished with the same config and data fingerprints (``collect_lib/reuse.py``): the
+arms two studies share train once.
+
 Every member gets ``trainer.threads=T`` (default: 1 with ``--jobs`` > 1, else every core) and
 ``trainer.progress=false``, so all members of a launch share the thread count; OVERRIDEs (e.g.
 ``data.root=DIR``, ``hydra/launcher=slurm``) are passed to every member. RUNS is $LOOKAHEAD_RUNS
@@ -49,6 +53,7 @@ try:  # imported as scripts.study
     from .collect_lib import _csv, _write
     from .collect_lib.records import find_runs
     from .collect_lib.restore import restore_study_runs
+    from .collect_lib.reuse import reuse_runs
     from .collect_lib.selection import select, selected_document, study_runs, trials_table
     from .collect_lib.study_report import analyze, read_selected
     from .collect_lib.study_spec import Study, StudyError, load_study, members_override
@@ -56,6 +61,7 @@ except ImportError:  # run as a script: scripts/ is on sys.path
     from collect_lib import _csv, _write
     from collect_lib.records import find_runs
     from collect_lib.restore import restore_study_runs
+    from collect_lib.reuse import reuse_runs
     from collect_lib.selection import select, selected_document, study_runs, trials_table
     from collect_lib.study_report import analyze, read_selected
     from collect_lib.study_spec import Study, StudyError, load_study, members_override
@@ -75,16 +81,33 @@ def restore(study: Study, args: argparse.Namespace) -> None:
 
 
 def launch(study: Study, phase: str, members, args: argparse.Namespace) -> int:
-    """Run ``members`` as one ``run.py -m`` sweep under ``RUNS/<study>/<phase>``."""
+    """Run ``members`` as one ``run.py -m`` sweep under ``RUNS/<study>/<phase>``, after taking the
+    members the studies of ``reuse:`` have finished with the same config and data."""
     jobs = max(int(args.jobs), 1)
     threads = args.threads if args.threads is not None else (1 if jobs > 1 else (os.cpu_count() or 1))
     launcher = ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={jobs}"] if jobs > 1 else []
     sweep_dir = (runs_root(args) / study.name / phase).resolve()
-    cmd = [sys.executable, str(ROOT / "run.py"), "-m", *study.common_args(args.scale), f"trainer.threads={threads}",
-           "trainer.progress=false", f"hydra.sweep.dir={sweep_dir}", *launcher, *args.overrides,
+    job_args = [*study.common_args(args.scale), f"trainer.threads={threads}", "trainer.progress=false",
+                *args.overrides]
+    reuse(study, phase, members, job_args, args)
+    cmd = [sys.executable, str(ROOT / "run.py"), "-m", *job_args, f"hydra.sweep.dir={sweep_dir}", *launcher,
            members_override(members)]
     print(f"{phase} {study.name}: {len(members)} members under {sweep_dir}", flush=True)
     return subprocess.call(cmd, cwd=os.getcwd())
+
+
+def reuse(study: Study, phase: str, members, job_args: List[str], args: argparse.Namespace) -> None:
+    """Copy in the members another study has finished with the same config and data (collect_lib/reuse.py)."""
+    if not study.reuse:
+        return
+    own = [a for a in job_args if not a.split("=", 1)[0].lstrip("+~").startswith("hydra")]
+    done = reuse_runs(study, phase, members, own, args.scale or study.scale, runs_root(args), args.results)
+    for source in sorted(set(done.taken.values())):
+        names = [m for m, s in done.taken.items() if s == source]
+        print(f"{study.name}/{phase}: {len(names)} members taken from {source}'s finished runs (same config and "
+              f"data): {', '.join(names)}", flush=True)
+    for member, why in done.differ.items():
+        print(f"{study.name}/{phase}: {member} not taken from {why} differs; it runs here", flush=True)
 
 
 def cmd_points(study: Study, args: argparse.Namespace) -> int:

@@ -333,7 +333,7 @@ def test_logger_wandb_on_a_finished_run_replays_its_metrics(tmp_path, monkeypatc
 
 
 def test_added_task_options_are_known_for_every_task_name():
-    from experiments.main import _schema_defaults
+    from experiments.fingerprint import schema_defaults as _schema_defaults
 
     # Task names map to schema modules (cifar10/cifar100 -> cifar, wmt14 -> wmt).
     assert _schema_defaults({"task": {"name": "cifar10"}})["task.split_seed"] == 0

@@ -42,20 +42,20 @@ def test_every_declared_study_loads_with_an_equal_budget_and_disjoint_seeds():
 
 
 def test_arms_shared_between_studies_get_the_same_trial_points():
-    # The relatives studies repeat the SGD and Lookahead(SGD) arms of cifar10_sgd / ptb_sgd with
-    # the same spaces and design seed: their trials train the same configurations (on PTB the
-    # whole protocol is the same; on CIFAR the relatives re-estimate BatchNorm statistics for
-    # the reported weights, an evaluation choice).
+    # The relatives studies repeat the arms of cifar10_sgd / cifar10_adamw / ptb_sgd with the same
+    # protocol, spaces and design seed: their trials train the same configurations, so they
+    # reuse those studies' runs (collect_lib/reuse.py checks the config fingerprints).
     def protocol(s):
         return [x for x in s.common_args() if not x.startswith(("experiment_name=", "study="))]
 
-    for base, relatives in (("cifar10_sgd", "cifar10_relatives"), ("ptb_sgd", "ptb_relatives")):
+    shared = (("cifar10_sgd", "cifar10_relatives", ("sgd", "lookahead_sgd")),
+              ("cifar10_adamw", "cifar10_relatives", ("adamw", "lookahead_adamw")),
+              ("ptb_sgd", "ptb_relatives", ("sgd", "lookahead_sgd")))
+    for base, relatives, arms in shared:
         a, b = load_study(base), load_study(relatives)
-        for arm in ("sgd", "lookahead_sgd"):
-            assert a.points(a.arm(arm)) == b.points(b.arm(arm))
-    assert protocol(load_study("ptb_sgd")) == protocol(load_study("ptb_relatives"))
-    extra = set(protocol(load_study("cifar10_relatives"))) - set(protocol(load_study("cifar10_sgd")))
-    assert extra == {"trainer.slow_bn=recompute", "trainer.bn_batches=5"}
+        assert base in b.reuse and protocol(a) == protocol(b)
+        for arm in arms:
+            assert a.arm(arm) == b.arm(arm) and a.points(a.arm(arm)) == b.points(b.arm(arm))
 
 
 def test_the_design_is_deterministic_in_bounds_and_keyed_per_arm():

@@ -195,3 +195,72 @@ def test_a_fresh_runs_folder_goes_on_from_the_committed_results(chain, tmp_path)
     assert study_cli.main(["analyze", STUDY, *where]) == 0
     for name in ("trials.csv", "paired.csv", "table.md"):
         assert (results / STUDY / name).read_bytes() == (chain["results"] / name).read_bytes(), name
+
+
+def _reusing_study(tmp_path: Path, **changes) -> Path:
+    """nqm_smoke's file with ``reuse: [nqm_smoke]``, an EMA arm added, and ``changes`` applied."""
+    spec = yaml.safe_load((Path(study_cli.ROOT) / "conf" / "tune" / f"{STUDY}.yaml").read_text())
+    spec["reuse"] = [STUDY]
+    spec["arms"]["ema_sgd"] = {"overrides": ["optim=ema_sgd"],
+                               "space": {"optim.lr": {"log": [0.05, 1.0]}, "optim.averaging.decay": {"uniform": [0.5, 0.9]}}}
+    spec.update(changes)
+    path = tmp_path / "nqm_more.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def test_a_study_that_reuses_another_trains_only_the_members_it_does_not_share(chain, tmp_path, capsys):
+    # The SGD and Lookahead arms are nqm_smoke's (same space and design seed, so the same points
+    # and, after selecting from the same trials, the same final values): they are taken from its
+    # finished runs; only the EMA arm trains.
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    shutil.copytree(chain["runs"], runs)
+    path = _reusing_study(tmp_path)
+    where = ["--runs", str(runs), "--results", str(results), "--threads", "1"]
+    capsys.readouterr()
+    assert study_cli.main(["tune", str(path), *where]) == 0
+    out = capsys.readouterr().out
+    assert "nqm_more/tune: 6 members taken from nqm_smoke's finished runs (same config and data)" in out
+    source, mine = _manifests(runs / STUDY / "tune"), _manifests(runs / "nqm_more" / "tune")
+    assert sorted(mine) == sorted(m.name for m in load_study(path).tune_members()) and len(mine) == 9
+    for name, m in mine.items():
+        if name.startswith("arm=ema_sgd"):
+            assert "reused_from" not in m and m["git"] == source[next(iter(source))]["git"]
+            continue
+        src = source[name]
+        assert m["reused_from"] == {"study": STUDY, "phase": "tune", "run": name, "experiment_name": STUDY,
+                                    "study": STUDY}
+        assert (m["config"]["study"], m["config"]["experiment_name"]) == ("nqm_more", "nqm_more")
+        assert {k: v for k, v in m.items() if k not in ("config", "config_hash", "reused_from")} == \
+            {k: v for k, v in src.items() if k not in ("config", "config_hash")}
+        assert (runs / "nqm_more" / "tune" / name / "metrics.csv").read_bytes() == \
+            (runs / STUDY / "tune" / name / "metrics.csv").read_bytes()
+    assert study_cli.main(["select", str(path), "--runs", str(runs), "--results", str(results)]) == 0
+    assert study_cli.main(["final", str(path), *where]) == 0
+    assert "nqm_more/final: 4 members taken from nqm_smoke's finished runs" in capsys.readouterr().out
+    assert study_cli.main(["analyze", str(path), "--runs", str(runs), "--results", str(results)]) == 0
+    paired = pd.read_csv(results / "nqm_more" / "paired.csv")
+    assert {"lookahead_sgd - sgd", "ema_sgd - sgd"} <= set(paired["comparison"])
+    ours = paired.set_index(["comparison", "metric"]).loc[("lookahead_sgd - sgd", "val_loss")]
+    theirs = pd.read_csv(chain["results"] / "paired.csv").set_index(["comparison", "metric"]).loc[
+        ("lookahead_sgd - sgd", "val_loss")]
+    assert ours["mean_diff"] == theirs["mean_diff"]  # the same runs
+
+
+def test_a_member_whose_config_differs_is_not_taken(chain, tmp_path):
+    from scripts.collect_lib.reuse import reuse_runs
+
+    runs = tmp_path / "runs"
+    shutil.copytree(chain["runs"], runs)
+    study = load_study(_reusing_study(tmp_path))
+    job = [*study.common_args(), "trainer.threads=1", "trainer.progress=false", "optim.momentum=0.5"]
+    done = reuse_runs(study, "tune", study.tune_members(), job, "smoke", runs, tmp_path / "results")
+    assert not done.taken and not (runs / "nqm_more").exists()
+    assert len(done.differ) == 6 and all("optim.momentum: 0.0 -> 0.5" in why for why in done.differ.values())
+
+
+def test_reuse_must_name_another_declared_study(tmp_path, capsys):
+    for bad in (["nqm_more"], ["no_such_study"], "nqm_smoke"):
+        path = _reusing_study(tmp_path, reuse=bad)
+        assert study_cli.main(["points", str(path)]) == 2
+        assert "reuse is a list of other declared studies" in capsys.readouterr().err

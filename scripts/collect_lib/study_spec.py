@@ -58,7 +58,7 @@ TUNE_DIR = ROOT / "conf" / "tune"
 KINDS = ("log", "uniform", "int", "choice")
 NAME = re.compile(r"[a-z0-9_]+")
 STUDY_KEYS = {"task", "scale", "protocol", "overrides", "select", "report", "budget", "design", "tune_seeds",
-              "final_seeds", "baseline", "arms", "comparisons", "title"}
+              "final_seeds", "baseline", "arms", "comparisons", "title", "reuse"}
 ARM_KEYS = {"overrides", "space"}
 SIGNIFICANT = 4  # digits kept of a continuous value
 
@@ -119,6 +119,7 @@ class Study:
     baseline: str
     arms: Tuple[Arm, ...]
     comparisons: Tuple[Tuple[str, str], ...]
+    reuse: Tuple[str, ...] = ()  # studies whose finished members of the same config stand in (reuse.py)
 
     @property
     def higher_is_better(self) -> bool:
@@ -268,6 +269,12 @@ def load_study(name_or_path: str | Path) -> Study:
         if len(c) != 2 or not set(c) <= set(names) or c[0] == c[1]:
             raise StudyError(f"{where}: a comparison is [arm, baseline] of two different arms, not {list(c)}")
     report = tuple(map(str, node.get("report") or [metric]))
+    reuse = node.get("reuse") or []
+    for name in reuse if isinstance(reuse, list) else [None]:
+        if not isinstance(name, str) or name == path.stem or not NAME.fullmatch(name) or not study_path(name).is_file():
+            raise StudyError(f"{where}: reuse is a list of other declared studies (conf/tune/<name>.yaml), "
+                             f"not {reuse!r}")
+    reuse = tuple(reuse)
     diverged = select.get("diverged")
     return Study(
         name=path.stem, path=path, title=str(node.get("title") or path.stem), task=str(node["task"]),
@@ -275,7 +282,7 @@ def load_study(name_or_path: str | Path) -> Study:
         overrides=_study_overrides(node.get("overrides") or [], where), metric=metric, mode=mode,
         diverged=None if diverged is None else float(diverged), report=report, budget=budget,
         design_seed=int(design.get("seed", 0)), tune_seeds=tune_seeds, final_seeds=final_seeds, baseline=baseline,
-        arms=arms, comparisons=comparisons)
+        arms=arms, comparisons=comparisons, reuse=reuse)
 
 
 # Keys the study sets itself on every member (Study.common_args, the members' identity).
