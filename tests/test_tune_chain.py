@@ -178,6 +178,8 @@ def test_the_study_figure_builds_from_the_analysis(chain, tmp_path):
     assert sorted(p.name for p in paths) == [f"{STUDY}.pdf", f"{STUDY}.png"]
     fig, axes = module.plot(module.summarize(module.load(chain["results"].parent)))
     assert all(ax.has_data() for ax in axes) and "scale: smoke" in fig.get_suptitle()
+    # Lookahead's trials again at lr x alpha, beside SGD's at lr (the lr-sensitivity panel).
+    assert axes[1].get_legend_handles_labels()[1] == ["sgd", "lookahead_sgd", "lookahead_sgd at lr × alpha"]
 
 
 def test_a_fresh_runs_folder_goes_on_from_the_committed_results(chain, tmp_path):

@@ -6,7 +6,10 @@ Three panels, from the study's tables under `results/<study>/`:
     (`expected_max.csv`: the unbiased estimator of Dodge et al., +-1 std band of the best of n);
     an arm whose curve rises faster needs fewer trials (the paper's "less tuning" claim);
 (b) the validation score of every trial against its lr per arm (`trials.csv`: sensitivity);
-    diverged trials are the crosses on the bottom edge;
+    diverged trials are the crosses on the bottom edge. A Lookahead arm's trials are drawn again,
+    hollow, at lr x alpha: the slow weights move alpha times the k fast steps per period, so if
+    Lookahead(lr, alpha) acted like its inner optimizer at the smaller lr alpha * lr (the
+    report's open explanation), the hollow points would fall on the inner optimizer's;
 (c) the paired per-seed difference (arm minus baseline) of the study's headline metric (the first
     of its `report`) with its Student-t 95% interval (thick) and bootstrap 95% interval (thin)
     (`paired.csv`), n in the label, zero marked.
@@ -84,11 +87,17 @@ def plot(summary: pd.DataFrame):
     for arm, g in trials.groupby("arm", sort=False):
         ok = g[~g["diverged"].astype(bool) & g["score"].notna()]
         ax_b.scatter(ok["optim.lr"], scale * ok["score"], color=colors.get(arm), s=14, label=arm)
+        if "optim.lookahead.alpha" in ok and ok["optim.lookahead.alpha"].notna().any():
+            la = ok[ok["optim.lookahead.alpha"].notna()]
+            ax_b.scatter(la["optim.lr"] * la["optim.lookahead.alpha"], scale * la["score"], s=14,
+                         facecolors="none", edgecolors=colors.get(arm), label=f"{arm} at lr × alpha")
         bad = g[g["diverged"].astype(bool)]
         if len(bad):
             ax_b.scatter(bad["optim.lr"], np.zeros(len(bad)), marker="x", color=colors.get(arm), s=18,
                          transform=ax_b.get_xaxis_transform(), clip_on=False)
     lrs = trials["optim.lr"].dropna()
+    if "optim.lookahead.alpha" in trials:
+        lrs = pd.concat([lrs, (trials["optim.lr"] * trials["optim.lookahead.alpha"]).dropna()])
     if len(lrs):  # every trial in view, the diverged ones too (drawn in axis units, not autoscaled)
         ax_b.set_xlim(lrs.min() / 1.3, lrs.max() * 1.3)
     ax_b.set(xscale="log", xlabel="lr", ylabel=f"{metric}" + (" (%)" if scale != 1 else ""),
