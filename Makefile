@@ -54,6 +54,9 @@ final-%: ## run each arm of a study at its selected values on the study's final 
 analyze-%: ## a study's paired differences, expected best score vs trials and table.md -> results/<study>/
 	$(PYTHON) scripts/study.py analyze $* $(STUDY_ARGS)
 
+study-%: ## a whole study, each step skipping what is done: tune, select, final, analyze, e.g. `make study-ptb_sgd JOBS=2`
+	$(MAKE) tune-$* && $(MAKE) select-$* && $(MAKE) final-$* && $(MAKE) analyze-$*
+
 collect: ## turn run directories into tidy tables under results/<artifact>/, then refresh the plan
 	$(PYTHON) scripts/collect.py
 	$(PYTHON) scripts/plan.py

@@ -189,11 +189,11 @@ def render_studies(rows: Sequence[Row]) -> str:
              "Each study: tuning trials (the same budget per arm), then each arm at its selected values on "
              "paired final seeds; runs = trials + final runs it trains itself (+ those of the arms it "
              "shares with a study it reuses, counted there).", "",
-             "| study | commands (each skips what is done) | runs | done | left | min per run | core-hours left |",
+             "| study | command (tune, select, final, analyze; each skips what is done) | runs | done | left | "
+             "min per run | core-hours left |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
-        cmd = (f"`make tune-{r.artifact} JOBS=2 && make select-{r.artifact} && make final-{r.artifact} JOBS=2 "
-               f"&& make analyze-{r.artifact}`")
+        cmd = f"`make study-{r.artifact} JOBS=2`"
         runs = f"{r.planned} ({r.shared})" if r.shared else f"{r.planned}"
         lines.append(f"| {r.artifact} | {cmd} | {runs} | {r.done} | {r.left} | "
                      f"{_fmt(None if r.hours_per_run is None else 60 * r.hours_per_run)} ({r.basis}) | "
