@@ -3,8 +3,9 @@
 A fresh checkout has no run folders; the record of a paper artifact is ``results/<artifact>/``
 (manifests and curves). Pinned on the committed miniature sweep (tests/data/mini_sweep): with
 two finished members' run folders gone, collecting into the committed record rewrites it byte
-for byte and says so; ``fresh`` drops them (their manifests too); a local run replaces the
-record of the same id; a record without its config is a one-line error.
+for byte and says so; ``fresh`` drops them (their manifests too); a finished local run replaces
+the record of the same id, one started again does not until it finishes; a record without its
+config is a one-line error.
 """
 
 from __future__ import annotations
@@ -88,6 +89,20 @@ def test_a_local_run_replaces_the_committed_record_of_its_id(partial):
     assert record.read_text() == (runs / "mini_sweep" / local / "manifest.json").read_text()
     row = pd.read_csv(results / "mini_sweep" / "runs.csv").set_index("run").loc[local]
     assert all(row[f"final_{k}"] != 123.0 for k in stale["final"])
+
+
+def test_a_run_started_again_does_not_replace_its_record_until_it_finishes(partial, capsys):
+    runs, results = partial
+    before = _files(results)
+    again = runs / "mini_sweep" / GONE[0]
+    again.mkdir()
+    manifest = json.loads((DATA / "runs" / "mini_sweep" / GONE[0] / "manifest.json").read_text())
+    manifest.update(status="running", final={})
+    (again / "manifest.json").write_text(json.dumps(manifest))
+    capsys.readouterr()
+    collect(runs, results, **MINI)
+    assert _files(results) == before  # the committed run is still the one tabulated
+    assert f"mini_sweep: 1 of them are being run again here, not finished yet: {GONE[0]}" in capsys.readouterr().err
 
 
 def test_a_record_without_its_config_is_a_clear_error(partial, capsys):

@@ -24,7 +24,8 @@ written back as run folders (a sweep would then meet a run folder without its me
 their own (``Run.recorded``): the manifest from ``manifests/<run id>.json``, the metrics from its
 rows of ``curves.csv``. Those rows are every point collect keeps, so the tables written from
 them are the committed ones: collecting after rerunning part of a sweep keeps the rest, and a
-local run of the same id replaces its committed record. ``collect --fresh`` leaves them out.
+finished local run of the same id replaces its committed record (an unfinished one does not
+yet). ``collect --fresh`` leaves them out.
 """
 
 from __future__ import annotations
