@@ -34,8 +34,8 @@ test-all: ## all tests, including slow ones (real data under LOOKAHEAD_DATA when
 smoke: ## every task and optimizer for a few steps on fake data
 	$(PYTHON) -m pytest -q tests/test_tasks.py
 
-sweep-%: ## run a paper artifact's sweep, e.g. `make sweep-table1_cifar SCALE=cpu JOBS=2 DATA=...`
-	$(PYTHON) run.py -m +experiment=$* scale=$(SCALE) trainer.threads=$(THREADS) trainer.progress=false \
+sweep-%: ## run a paper artifact's sweep, e.g. `make sweep-table1_cifar SCALE=cpu JOBS=2 DATA=...` (CONTINUE=1: skip its committed runs)
+	$(if $(filter 1,$(CONTINUE)),$(PYTHON) -m scripts.collect_lib.restore $* &&) $(PYTHON) run.py -m +experiment=$* scale=$(SCALE) trainer.threads=$(THREADS) trainer.progress=false \
 	  $(if $(filter-out 1,$(strip $(JOBS))),hydra/launcher=joblib hydra.launcher.n_jobs=$(strip $(JOBS))) $(ARGS)
 
 # Fair-comparison studies (conf/tune/<study>.yaml; README "Fair comparisons"). The study file

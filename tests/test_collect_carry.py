@@ -4,8 +4,8 @@ A fresh checkout has no run folders; the record of a paper artifact is ``results
 (manifests and curves). Pinned on the committed miniature sweep (tests/data/mini_sweep): with
 two finished members' run folders gone, collecting into the committed record rewrites it byte
 for byte and says so; ``fresh`` drops them (their manifests too); a finished local run replaces
-the record of the same id, one started again does not until it finishes; a record without its
-config is a one-line error.
+the record of the same id, one started again does not until it finishes; a continued sweep's
+restored manifests are read from the record; a record without its config is a one-line error.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import pytest
 
 from scripts import collect as collect_cli
 from scripts.collect_lib import collect
+from scripts.collect_lib.restore import main as restore_main
 from scripts.collect_lib.restore import recorded_runs
 
 DATA = Path(__file__).resolve().parent / "data" / "mini_sweep"
@@ -51,7 +52,7 @@ def test_collecting_a_partial_rerun_rewrites_the_committed_record_unchanged(part
     collect(runs, results, **MINI)
     assert _files(results) == before
     err = capsys.readouterr().err
-    assert f"mini_sweep: 2 committed runs kept from {results / 'mini_sweep'}" in err
+    assert f"mini_sweep: 2 committed runs read from {results / 'mini_sweep'}" in err
     assert "2 read from the committed record" in err
 
 
@@ -103,6 +104,21 @@ def test_a_run_started_again_does_not_replace_its_record_until_it_finishes(parti
     collect(runs, results, **MINI)
     assert _files(results) == before  # the committed run is still the one tabulated
     assert f"mini_sweep: 1 of them are being run again here, not finished yet: {GONE[0]}" in capsys.readouterr().err
+
+
+def test_a_continued_sweep_gets_the_committed_manifests_back_and_collect_reads_their_record(partial, capsys):
+    # `make sweep-<artifact> CONTINUE=1` on a fresh checkout: the committed finished members come
+    # back as manifest-only folders (the sweep skips them); their tables come from the record.
+    runs, results = partial
+    before = _files(results)
+    assert restore_main(["mini_sweep", "--runs", str(runs), "--results", str(results)]) == 0
+    assert capsys.readouterr().out == f"mini_sweep: 2 committed finished runs restored into {runs / 'mini_sweep'}\n"
+    for name in GONE:
+        assert sorted(p.name for p in (runs / "mini_sweep" / name).iterdir()) == ["manifest.json"]
+        assert (runs / "mini_sweep" / name / "manifest.json").read_bytes() == \
+            (results / "mini_sweep" / "manifests" / f"{name}.json").read_bytes()
+    collect(runs, results, **MINI)
+    assert _files(results) == before
 
 
 def test_a_record_without_its_config_is_a_clear_error(partial, capsys):

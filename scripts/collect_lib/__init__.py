@@ -182,18 +182,21 @@ def collect(runs_dir: Path, results_dir: Path, artifacts: Optional[List[str]] = 
         if artifacts and artifact not in artifacts:
             continue
         if not fresh:
-            # A finished local run replaces its committed record; one still running (or stopped)
-            # does not, until it is a result itself.
-            finished = [r.run_id for r in members if r.status in TABULATED]
-            carried = recorded_runs(Path(results_dir) / artifact, finished)
-            again = {r.run_id for r in carried} & {r.run_id for r in members}
+            # A finished local run with its metrics replaces its committed record; one still
+            # running (or stopped) does not until it is a result, and a restored folder (the
+            # committed manifest alone, `make sweep-<artifact> CONTINUE=1`) is its record.
+            local = [r.run_id for r in members if r.status in TABULATED and r.metrics is not None]
+            carried = recorded_runs(Path(results_dir) / artifact, local)
+            replaced = {r.run_id for r in carried} & {r.run_id for r in members}
+            again = sorted(r.run_id for r in members if r.run_id in replaced and r.status not in TABULATED)
             if carried:
-                print(f"{artifact}: {len(carried)} committed runs kept from {Path(results_dir) / artifact} "
-                      f"(no finished run folder under {runs_dir}; --fresh leaves them out)", file=sys.stderr)
+                print(f"{artifact}: {len(carried)} committed runs read from {Path(results_dir) / artifact} "
+                      f"(no finished run folder with metrics under {runs_dir}; --fresh leaves them out)",
+                      file=sys.stderr)
             if again:
                 print(f"{artifact}: {len(again)} of them are being run again here, not finished yet: "
-                      f"{', '.join(sorted(again))}", file=sys.stderr)
-            members = [r for r in members if r.run_id not in again] + carried
+                      f"{', '.join(again)}", file=sys.stderr)
+            members = [r for r in members if r.run_id not in replaced] + carried
         keep, excluded = split_members(members, scales)
         written[artifact] = collect_artifact(artifact, keep, Path(results_dir) / artifact, paper, excluded)
         counts = ", ".join(f"{n} {s}" for s, n in sorted(_counts(excluded).items()))

@@ -18,11 +18,12 @@ A run folder that exists is never touched (its own manifest wins), and unfinishe
 restored (a checkpoint does not survive; they run again).
 
 Paper artifacts (conf/experiment/): ``collect`` commits each finished run's manifest and at most
-``tidy.MAX_POINTS`` points per metric of its curves, not its metrics.csv, so they are not
-written back as run folders (a sweep would then meet a run folder without its metrics). Instead
-``recorded_runs`` reads the committed members that are not under the runs folder as runs of
-their own (``Run.recorded``): the manifest from ``manifests/<run id>.json``, the metrics from its
-rows of ``curves.csv``. Those rows are every point collect keeps, so the tables written from
+``tidy.MAX_POINTS`` points per metric of its curves, not its metrics.csv. ``recorded_runs`` reads
+the committed members that have no finished run folder with its metrics as runs of their own
+(``Run.recorded``): the manifest from ``manifests/<run id>.json``, the metrics from its rows of
+``curves.csv``. A sweep reruns committed members by default (a fresh checkout reproduces);
+``make sweep-<artifact> CONTINUE=1`` first writes their manifests back
+(``restore_artifact_runs``), so it runs only what is missing. Those rows are every point collect keeps, so the tables written from
 them are the committed ones: collecting after rerunning part of a sweep keeps the rest, and a
 finished local run of the same id replaces its committed record (an unfinished one does not
 yet). ``collect --fresh`` leaves them out.
@@ -48,28 +49,39 @@ def restore_study_runs(results_dir: Path, runs_dir: Path) -> List[Path]:
     ``results_dir``: ``results/<study>`` (holding ``manifests/tune/``, ``manifests/final/``);
     ``runs_dir``: ``RUNS/<study>``.
     """
+    return [p for phase in ("tune", "final")
+            for p in _restore(Path(results_dir) / "manifests" / phase, Path(runs_dir) / phase)]
+
+
+def restore_artifact_runs(results_dir: Path, runs_dir: Path) -> List[Path]:
+    """The same for a paper artifact (``results/<artifact>/manifests/`` -> ``RUNS/<artifact>/``), so
+    that a sweep continued on a fresh checkout skips the members already committed
+    (``make sweep-<artifact> CONTINUE=1``). Such a folder holds the manifest only; collect reads
+    the run from its committed record (``recorded_runs``)."""
+    return _restore(Path(results_dir) / "manifests", Path(runs_dir))
+
+
+def _restore(committed: Path, runs_dir: Path) -> List[Path]:
     made = []
-    for phase in ("tune", "final"):
-        committed = Path(results_dir) / "manifests" / phase
-        if not committed.is_dir():
+    if not committed.is_dir():
+        return made
+    for path in sorted(committed.glob("*.json")):
+        run_dir = runs_dir / path.stem
+        if run_dir.exists():
             continue
-        for path in sorted(committed.glob("*.json")):
-            run_dir = Path(runs_dir) / phase / path.stem
-            if run_dir.exists():
-                continue
-            text = path.read_text()
-            if json.loads(text).get("status") not in FINISHED:
-                continue
-            # Built aside and renamed into place: a run folder is either whole or absent.
-            tmp = run_dir.with_name(run_dir.name + ".restoring")
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
-            (tmp / "manifest.json").write_text(text)
-            diff = path.with_suffix(".diff")
-            if diff.is_file():
-                (tmp / "git.diff").write_text(diff.read_text())
-            tmp.rename(run_dir)
-            made.append(run_dir)
+        text = path.read_text()
+        if json.loads(text).get("status") not in FINISHED:
+            continue
+        # Built aside and renamed into place: a run folder is either whole or absent.
+        tmp = run_dir.with_name(run_dir.name + ".restoring")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        (tmp / "manifest.json").write_text(text)
+        diff = path.with_suffix(".diff")
+        if diff.is_file():
+            (tmp / "git.diff").write_text(diff.read_text())
+        tmp.rename(run_dir)
+        made.append(run_dir)
     return made
 
 
@@ -107,3 +119,23 @@ def _wide(rows: Optional[pd.DataFrame]) -> Optional[pd.DataFrame]:
     wide = long.set_index(["step", "epoch", "_n", "metric"])["value"].unstack("metric")
     wide.columns.name = None
     return wide.reset_index().drop(columns="_n")
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """``python -m scripts.collect_lib.restore ARTIFACT``: restore_artifact_runs for one artifact."""
+    import argparse
+    import os
+
+    parser = argparse.ArgumentParser(description="Write a paper artifact's committed finished runs back "
+                                                 "under the runs folder, so its sweep skips them")
+    parser.add_argument("artifact")
+    parser.add_argument("--runs", type=Path, default=Path(os.environ.get("LOOKAHEAD_RUNS") or "runs"))
+    parser.add_argument("--results", type=Path, default=Path("results"))
+    args = parser.parse_args(argv)
+    made = restore_artifact_runs(args.results / args.artifact, args.runs / args.artifact)
+    print(f"{args.artifact}: {len(made)} committed finished runs restored into {args.runs / args.artifact}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
