@@ -34,13 +34,15 @@ test-all: ## all tests, including slow ones (real data under LOOKAHEAD_DATA when
 smoke: ## every task and optimizer for a few steps on fake data
 	$(PYTHON) -m pytest -q tests/test_tasks.py
 
-sweep-%: ## run a paper artifact's sweep, e.g. `make sweep-table1_cifar SCALE=cpu JOBS=2 DATA=...` (CONTINUE=1: skip its committed runs)
-	$(if $(filter 1,$(CONTINUE)),$(PYTHON) -m scripts.collect_lib.restore $* &&) $(PYTHON) run.py -m +experiment=$* scale=$(SCALE) trainer.threads=$(THREADS) trainer.progress=false \
-	  $(if $(filter-out 1,$(strip $(JOBS))),hydra/launcher=joblib hydra.launcher.n_jobs=$(strip $(JOBS))) $(ARGS)
+sweep-%: ## run a paper artifact's sweep, e.g. `make sweep-table1_cifar SCALE=cpu JOBS=2 DATA=...` (CONTINUE=1: skip its committed runs); for a study (conf/tune/), its final runs
+	$(if $(wildcard conf/tune/$*.yaml),$(STUDY_FINAL),$(if $(filter 1,$(CONTINUE)),$(PYTHON) -m scripts.collect_lib.restore $* &&) \
+	  $(PYTHON) run.py -m +experiment=$* scale=$(SCALE) trainer.threads=$(THREADS) trainer.progress=false \
+	  $(if $(filter-out 1,$(strip $(JOBS))),hydra/launcher=joblib hydra.launcher.n_jobs=$(strip $(JOBS))) $(ARGS))
 
 # Fair-comparison studies (conf/tune/<study>.yaml; README "Fair comparisons"). The study file
 # names its scale; SCALE=... given on the command line or in the environment runs it at another.
 STUDY_ARGS = $(if $(filter command line environment,$(origin SCALE)),--scale $(SCALE))
+STUDY_FINAL = $(PYTHON) scripts/study.py final $* $(STUDY_ARGS) --jobs $(strip $(JOBS)) --threads $(THREADS) $(ARGS)
 
 tune-%: ## run a study's tuning trials, the same budget per arm (relaunching runs only what is missing), e.g. `make tune-cifar10_sgd JOBS=2`
 	$(PYTHON) scripts/study.py tune $* $(STUDY_ARGS) --jobs $(strip $(JOBS)) --threads $(THREADS) $(ARGS)
@@ -49,7 +51,7 @@ select-%: ## pick each arm's values from validation scores only -> results/<stud
 	$(PYTHON) scripts/study.py select $* $(STUDY_ARGS)
 
 final-%: ## run each arm of a study at its selected values on the study's final (paired) seeds
-	$(PYTHON) scripts/study.py final $* $(STUDY_ARGS) --jobs $(strip $(JOBS)) --threads $(THREADS) $(ARGS)
+	$(STUDY_FINAL)
 
 analyze-%: ## a study's paired differences, expected best score vs trials and table.md -> results/<study>/
 	$(PYTHON) scripts/study.py analyze $* $(STUDY_ARGS)
