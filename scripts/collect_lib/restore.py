@@ -21,12 +21,12 @@ Paper artifacts (conf/experiment/): ``collect`` commits each finished run's mani
 ``tidy.MAX_POINTS`` points per metric of its curves, not its metrics.csv. ``recorded_runs`` reads
 the committed members that have no finished run folder with its metrics as runs of their own
 (``Run.recorded``): the manifest from ``manifests/<run id>.json``, the metrics from its rows of
-``curves.csv``. A sweep reruns committed members by default (a fresh checkout reproduces);
-``make sweep-<artifact> CONTINUE=1`` first writes their manifests back
-(``restore_artifact_runs``), so it runs only what is missing. Those rows are every point collect keeps, so the tables written from
-them are the committed ones: collecting after rerunning part of a sweep keeps the rest, and a
-finished local run of the same id replaces its committed record (an unfinished one does not
-yet). ``collect --fresh`` leaves them out.
+``curves.csv``. Those rows are every point collect keeps, so the tables written from them are
+the committed ones: collecting after rerunning part of a sweep keeps the rest, and a finished
+local run of the same id replaces its committed record (an unfinished one does not yet).
+``collect --fresh`` leaves them out. A sweep reruns committed members by default (a fresh
+checkout reproduces them); ``make sweep-<artifact> CONTINUE=1`` first writes their manifests
+back (``restore_artifact_runs``), so it runs only what is missing.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, Sequence
 
 from .restore import FINISHED, restore_study_runs
 from .study_spec import Member, Study, load_study
