@@ -64,6 +64,14 @@ def test_invalid_values_fail_validation_with_the_key(override, message):
         OmegaConf.to_object(cfg)
 
 
+@pytest.mark.parametrize("override", ["task.bn_momentum=0", "task.bn_momentum=1.5"])
+def test_invalid_cifar_values_fail_validation_with_the_key(override):
+    cfg = compose(["task=cifar10", "optim=sgd", override])
+    with pytest.raises(Exception, match=r"task\.bn_momentum"):
+        OmegaConf.to_object(cfg)
+    OmegaConf.to_object(compose(["task=cifar10", "optim=sgd", "task.bn_momentum=0.1"]))
+
+
 @pytest.mark.parametrize("override", ["optim.lrr=0.1", "task.dimm=3", "trainer.epochs=abc", "task=nosuchtask"])
 def test_typos_and_wrong_types_fail_at_composition(override):
     with pytest.raises(Exception):

@@ -36,3 +36,13 @@ def test_fitted_whitening_decorrelates_the_training_patches():
     cov = torch.cov(out.T)
     assert torch.allclose(cov, torch.diag(cov.diag()), atol=1e-6)  # decorrelated
     assert torch.all((cov.diag() > 0.9) & (cov.diag() <= 1.0))  # unit variance up to eps
+
+
+def test_bn_momentum_replaces_every_batchnorm_momentum_and_none_keeps_the_nets_own():
+    def momenta(model):
+        return {m.momentum for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)}
+
+    assert momenta(build("airbench", 10)) == {0.4}  # airbench94's, tuned with its weight EMA
+    assert momenta(build("resnet20", 10)) == {0.1}
+    assert momenta(build("airbench", 10, bn_momentum=0.1)) == {0.1}
+    assert momenta(build("resnet20", 10, bn_momentum=0.3)) == {0.3}

@@ -73,13 +73,20 @@ def resnet_he(depth: int, num_classes: int = 10, width: int = 16) -> CifarResNet
     return CifarResNet([n, n, n], [width, 2 * width, 4 * width], num_classes, "option_a")
 
 
-def build(name: str, num_classes: int, width: int = 0) -> nn.Module:
+def build(name: str, num_classes: int, width: int = 0, bn_momentum: float | None = None) -> nn.Module:
+    """The CIFAR net ``name``; ``bn_momentum`` (torch's convention) replaces every BatchNorm's own."""
     if name == "airbench":  # the fast near-converged protocol's net (experiments/models/airbench.py)
         from experiments.models.airbench import AirbenchNet
 
-        return AirbenchNet(num_classes)
-    if name == "resnet18":
-        return resnet18(num_classes, width or 64)
-    if name.startswith("resnet") and name[6:].isdigit():
-        return resnet_he(int(name[6:]), num_classes, width or 16)
-    raise ValueError(f"Unknown CIFAR model: {name!r}; use resnet18, resnet20, resnet32, resnet56 or airbench")
+        model = AirbenchNet(num_classes)
+    elif name == "resnet18":
+        model = resnet18(num_classes, width or 64)
+    elif name.startswith("resnet") and name[6:].isdigit():
+        model = resnet_he(int(name[6:]), num_classes, width or 16)
+    else:
+        raise ValueError(f"Unknown CIFAR model: {name!r}; use resnet18, resnet20, resnet32, resnet56 or airbench")
+    if bn_momentum is not None:
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.momentum = bn_momentum
+    return model

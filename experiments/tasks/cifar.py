@@ -60,8 +60,8 @@ def build(cfg: Config, device: torch.device) -> Task:
     mean, std = (s.to(device)[None, :, None, None] for s in data.channel_stats())
     train_x, train_y, test_x, test_y = (a.to(device) for a in (train_x, train_y, test_x, test_y))
     val = None if held_out is None else tuple(a.to(device) for a in held_out)
-    model, layout, memory_format = image_layout(build_model(t.model, t.num_classes, t.width).to(device),
-                                                cfg.trainer.channels_last)
+    net = build_model(t.model, t.num_classes, t.width, t.bn_momentum)
+    model, layout, memory_format = image_layout(net.to(device), cfg.trainer.channels_last)
     n = len(train_x)
     steps = math.ceil(n / bs)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Type
+from typing import Dict, Optional, Type
 
 from experiments.config import TaskConfig, _check, _check_choice
 from experiments.tasks.imagenet_config import ImageNetTaskConfig
@@ -37,6 +37,9 @@ class CifarTaskConfig(TaskConfig):
     num_classes: int = 10
     model: str = "resnet18"  # resnet18 (paper, Cutout code base) | resnet20 | resnet32 | resnet56
     width: int = 0  # 0: the architecture's own width; otherwise the first stage's channels
+    # BatchNorm running-statistics momentum (torch's convention: the weight of the new batch).
+    # None: the architecture's own (airbench 0.4, tuned jointly with its weight EMA; ResNets 0.1).
+    bn_momentum: Optional[float] = None
     augment: bool = True
     pad: int = 4  # augmentation: translate by up to pad pixels (a random crop of the padded image)
     pad_mode: str = "zeros"  # zeros (the paper's pad-4 crop) | reflect (airbench's translate-2)
@@ -54,6 +57,8 @@ class CifarTaskConfig(TaskConfig):
         check_limits(self, "limit_train", "limit_test")
         _check_choice("task.pad_mode", self.pad_mode, ("zeros", "reflect"))
         _check("task.pad", self.pad, 0 <= self.pad < 32, "translate by 0-31 pixels")
+        if self.bn_momentum is not None:
+            _check("task.bn_momentum", self.bn_momentum, 0.0 < self.bn_momentum <= 1.0, "use a value in (0, 1]")
         _check("task.label_smoothing", self.label_smoothing, 0.0 <= self.label_smoothing < 1.0, "use a value in [0, 1)")
         if self.val_size < 1:
             raise ValueError(f"Invalid task.val_size: {self.val_size!r}; the number of training images the "
