@@ -6,13 +6,15 @@ Three panels, from the study's tables under `results/<study>/`:
     (`expected_max.csv`: the unbiased estimator of Dodge et al., +-1 std band of the best of n);
     an arm whose curve rises faster needs fewer trials (the paper's "less tuning" claim);
 (b) the validation score of every trial against its lr per arm (`trials.csv`: sensitivity);
-    diverged trials are the crosses on the bottom edge. A Lookahead arm's trials are drawn again,
+    diverged trials are the crosses on the bottom edge. The score axis spans the trials near the
+    best (up to five times the best-to-median distance past the median): trials worse than that
+    (an lr far too large that did not diverge) are the triangles on the top edge. A Lookahead arm's trials are drawn again,
     hollow, at lr x alpha: the slow weights move alpha times the k fast steps per period, so if
     Lookahead(lr, alpha) acted like its inner optimizer at the smaller lr alpha * lr (the
     report's open explanation), the hollow points would fall on the inner optimizer's;
 (c) the paired per-seed difference (arm minus baseline) of the study's headline metric (the first
     of its `report`) with its Student-t 95% interval (thick) and bootstrap 95% interval (thin)
-    (`paired.csv`), n in the label, zero marked.
+    (`paired.csv`), n in the label, zero marked; "no final runs yet" before there are any.
 
 `make figures` builds one per study whose results exist (registered by scripts/make_figures.py,
 not discovered as a fig*.py module: there is one figure per study file).
@@ -26,6 +28,7 @@ from typing import List
 
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import NullFormatter
 
 from . import _style
 
@@ -67,11 +70,32 @@ def _colors(df: pd.DataFrame) -> dict:
     return out
 
 
+def _score_window(scores: np.ndarray, lower_is_better: bool) -> tuple[float, float] | None:
+    """(low, high) of the score axis around the good trials, or None when every trial fits.
+
+    The window reaches five times the best-to-median distance past the median in the bad
+    direction, so a few far-off trials do not flatten the differences near the best."""
+    scores = scores[np.isfinite(scores)]
+    if len(scores) < 3:
+        return None
+    best = scores.min() if lower_is_better else scores.max()
+    med = float(np.median(scores))
+    reach = 5.0 * max(abs(med - best), 1e-12)
+    edge = med + reach if lower_is_better else med - reach
+    worst = scores.max() if lower_is_better else scores.min()
+    if (worst <= edge) if lower_is_better else (worst >= edge):
+        return None
+    pad = 0.05 * abs(edge - best)
+    return (best - pad, edge) if lower_is_better else (edge, best + pad)
+
+
 def plot(summary: pd.DataFrame):
     """(a) expected best vs trials, (b) score vs lr, (c) paired differences; returns (fig, axes)."""
     fig, (ax_a, ax_b, ax_c) = _style.new_figure(3, "triple")
     trials, expected = summary[summary["panel"] == "trials"], summary[summary["panel"] == "expected"]
     paired = summary[summary["panel"] == "paired"]
+    head = str(paired["metric"].iloc[0]) if len(paired) else None  # the headline, with or without runs
+    paired = paired[paired["n"].fillna(0) > 0]  # a comparison with no finished pair yet has no interval
     metric = str(expected["metric"].iloc[0])
     scale = 100.0 if _percent(metric) else 1.0
     colors = _colors(summary)
@@ -84,8 +108,20 @@ def plot(summary: pd.DataFrame):
              title="(a) expected best of n trials (±1 std)")
     ax_a.xaxis.get_major_locator().set_params(integer=True)
     ax_a.legend()
+    first = expected.sort_values("n").groupby("arm", sort=False)["expected_best"]
+    lower_is_better = bool((first.first() >= first.last()).all())  # the best of more trials only improves
+    finished = trials[~trials["diverged"].astype(bool) & trials["score"].notna()]
+    window = _score_window(scale * finished["score"].to_numpy(float), lower_is_better)
     for arm, g in trials.groupby("arm", sort=False):
         ok = g[~g["diverged"].astype(bool) & g["score"].notna()]
+        if window is not None:  # far-off trials: triangles on the edge of the window
+            inside = (scale * ok["score"]).between(*window)
+            far = ok[~inside]
+            ok = ok[inside]
+            if len(far):
+                ax_b.scatter(far["optim.lr"], np.full(len(far), 1.0 if lower_is_better else 0.0),
+                             marker="^" if lower_is_better else "v", color=colors.get(arm), s=18,
+                             transform=ax_b.get_xaxis_transform(), clip_on=False)
         ax_b.scatter(ok["optim.lr"], scale * ok["score"], color=colors.get(arm), s=14, label=arm)
         if "optim.lookahead.alpha" in ok and ok["optim.lookahead.alpha"].notna().any():
             la = ok[ok["optim.lookahead.alpha"].notna()]
@@ -100,10 +136,14 @@ def plot(summary: pd.DataFrame):
         lrs = pd.concat([lrs, (trials["optim.lr"] * trials["optim.lookahead.alpha"]).dropna()])
     if len(lrs):  # every trial in view, the diverged ones too (drawn in axis units, not autoscaled)
         ax_b.set_xlim(lrs.min() / 1.3, lrs.max() * 1.3)
+    far_note = f", {'▲' if lower_is_better else '▼'} beyond" if window is not None else ""
     ax_b.set(xscale="log", xlabel="lr", ylabel=f"{metric}" + (" (%)" if scale != 1 else ""),
-             title="(b) every trial (× diverged)")
+             title=f"(b) every trial (× diverged{far_note})")
+    if window is not None:
+        ax_b.set_ylim(*window)
+    ax_b.xaxis.set_minor_formatter(NullFormatter())  # the decades only: minor labels overlap
     ax_b.legend()
-    head = str(paired["metric"].iloc[0]) if len(paired) else metric
+    head = head or metric
     hscale = 100.0 if _percent(head) else 1.0
     for i, (_, r) in enumerate(paired.iterrows()):
         mean = hscale * r["mean_diff"]
@@ -115,6 +155,8 @@ def plot(summary: pd.DataFrame):
     ax_c.set_ylim(len(paired) - 0.5, -0.5)  # first comparison on top
     labels = [f"{r['arm']} − {r['baseline']}\n(n={int(r['n'])})" for _, r in paired.iterrows()]
     ax_c.set_yticks(range(len(paired)), labels)
+    if not len(paired):
+        ax_c.text(0.5, 0.5, "no final runs yet", transform=ax_c.transAxes, ha="center", va="center")
     ax_c.set(xlabel=f"paired difference in {head}" + (" (pp)" if hscale != 1 else ""),
              title="(c) 95% CI: t (thick), bootstrap (thin)")
     study = str(trials["study"].iloc[0])
