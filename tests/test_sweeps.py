@@ -52,6 +52,7 @@ EXPECTED = {
     "slow_bn_cifar": 3,           # 3 seeds
     "bf16_parity": 6,             # 2 precisions x 3 seeds
     "airbench_cifar10": 3,        # 3 seeds
+    "airbench_noema_cifar10": 3,  # 3 seeds
 }
 
 

@@ -100,6 +100,13 @@ SPECS: Dict[str, TableSpec] = {
         "target, 94 %, is with its EMA and TTA on the official pixels (arXiv 2404.00498).",
         (Cell("SGD-Nesterov (airbench protocol)", "CIFAR-10", {"optim": "sgd", "task": "cifar10"},
               "final_test_acc"),)),
+    "airbench_noema_cifar10": TableSpec(
+        "The fast CIFAR-10 protocol at airbench's no-EMA values: final test accuracy (%)", "%",
+        "recipe=airbench with the values airbench's author uses without the EMA "
+        "(conf/experiment/airbench_noema_cifar10.yaml: BatchNorm momentum 0.1, batch 1000, "
+        "triangle to 0 with its peak at 20 %); otherwise as results/airbench_cifar10/, on the JPEG copy.",
+        (Cell("SGD-Nesterov (airbench, no-EMA values)", "CIFAR-10", {"optim": "sgd", "task": "cifar10"},
+              "final_test_acc"),)),
     "ptb_k_alpha": TableSpec(
         "PTB perplexity of Lookahead over k and alpha", "",
         "Baseline: the inner optimizer with Lookahead off (conf/la/disabled.yaml), at the same lr "
