@@ -139,6 +139,11 @@ def test_collect_reports_dirty_runs_and_keeps_their_diffs(tmp_path, capsys):
     (member / "git.diff").write_text("+changed\n")
     collect(runs, tmp_path / "out", **MINI)
     assert "5 of 5 runs from a dirty tree (1 with the diff stored)" in capsys.readouterr().err
+    # A diff in git's format is summarised by the top-level paths it touches.
+    (member / "git.diff").write_text("diff --git a/results/s/selected.yaml b/results/s/selected.yaml\n+x\n"
+                                     "diff --git a/README.md b/README.md\n+y\n")
+    collect(runs, tmp_path / "out2", **MINI)
+    assert "(1 with the diff stored; the diffs touch README.md, results/ only)" in capsys.readouterr().err
     assert (tmp_path / "out" / "mini_sweep" / "manifests" / f"{member.name}.diff").read_text() == "+changed\n"
 
 

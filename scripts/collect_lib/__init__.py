@@ -84,13 +84,27 @@ def split_members(runs: List[Run], scales: Optional[Sequence[str]]) -> tuple[Lis
     return keep, [r for r in runs if id(r) not in ids]
 
 
+def diff_tops(diff: str) -> List[str]:
+    """The top-level folders (or files) a stored ``git diff`` touches, from its ``diff --git a/...`` lines."""
+    tops = set()
+    for line in diff.splitlines():
+        if line.startswith("diff --git a/"):
+            path = line.split()[2][len("a/"):]
+            tops.add(path.split("/")[0] + "/" if "/" in path else path)
+    return sorted(tops)
+
+
 def provenance_line(runs: List[Run]) -> str:
-    """How many runs came from a dirty tree (and for how many the diff is stored), and how many
-    were read from the committed record rather than a run folder."""
+    """How many runs came from a dirty tree (and for how many the diff is stored, and what the
+    stored diffs touch: a study's final runs start after `select` wrote into results/, so their
+    diff is results/ only, which no run reads as code), and how many were read from the committed
+    record rather than a run folder."""
     dirty = [r for r in runs if (r.manifest.get("git") or {}).get("dirty")]
     stored = [r for r in dirty if r.diff_path.is_file()]
     recorded = sum(r.recorded for r in runs)
-    line = (f"{len(dirty)} of {len(runs)} runs from a dirty tree ({len(stored)} with the diff stored)" if dirty
+    tops = sorted({t for r in stored for t in diff_tops(r.diff_path.read_text())})
+    touching = f"; the diffs touch {', '.join(tops)} only" if tops else ""
+    line = (f"{len(dirty)} of {len(runs)} runs from a dirty tree ({len(stored)} with the diff stored{touching})" if dirty
             else f"{len(runs)} runs, all from a clean tree")
     return line + (f"; {recorded} read from the committed record (no run folder at collection)" if recorded else "")
 
