@@ -10,7 +10,7 @@ SCALE   ?= cpu
 ARGS    ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install quickstart test test-all smoke collect plan figures bench bench-lookahead bench-loop bench-machine bench-eval nqm-theory nqm-ema clean gpu-check gpu-pack paper-cifar10 collect-gpu
+.PHONY: help install quickstart test test-all smoke collect plan figures bench bench-lookahead bench-loop bench-machine bench-eval bench-before-after nqm-theory nqm-ema clean gpu-check gpu-pack paper-cifar10 collect-gpu
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-22s\033[0m %s\n", $$1, $$2}'
@@ -89,6 +89,9 @@ bench-machine: ## GEMM peak, per-task step throughput (fp32/bf16, eager/compile)
 
 bench-eval: ## evaluation cost vs training per task (eval batch, precision, slow-weight reuse) -> results/bench/eval_cpu.md
 	$(PYTHON) scripts/bench/bench_eval.py --data $(DATA) $(BENCH_ARGS)
+
+bench-before-after: ## training step per task with the code before the CPU-throughput changes vs now -> results/bench/before_after_cpu.md
+	$(PYTHON) scripts/bench/bench_before_after.py --data $(DATA) $(BENCH_ARGS)
 
 # GPU (README "On a GPU"). On the device machine there is no .venv: `make ... PYTHON=python3`,
 # or the whole session in one command, `bash scripts/gpu_session.sh`.

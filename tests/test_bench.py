@@ -18,6 +18,7 @@ from test_task_wmt import write_parallel
 BENCH = Path(__file__).resolve().parents[1] / "scripts" / "bench"
 sys.path.insert(0, str(BENCH))  # the scripts import their helpers as top-level modules
 
+import bench_before_after  # noqa: E402
 import bench_eval  # noqa: E402
 import bench_loop  # noqa: E402
 import bench_machine  # noqa: E402
@@ -91,6 +92,34 @@ def test_eval_benchmark_quick_mode(data, tmp_path):
         assert {r["eval_batch"] for r in evals if r["task"] == name} == {"8", "32", "1000"}
     assert any(r["phase"] == "final" for r in evals if r["task"] == "wmt14")
     assert all(0 <= float(r["eval_after_pct"]) < 100 for r in estimates)
+
+
+@pytest.mark.slow
+def test_before_after_benchmark_times_both_trees(data, tmp_path):
+    # HEAD against the working tree: both trees build and step every variant; a failing
+    # variant would show as an error row instead of numbers.
+    peak = tmp_path / "peak.csv"
+    peak.write_text("kind,dtype,threads,gflops\ngemm,float32,1,100\ngemm,bfloat16,1,200\n")
+    out = bench_before_after.main(["--rev", "HEAD", "--tasks", "ptb", "--reps", "1", "--steps", "2", "--scale", "smoke",
+                                   "--data", str(data), "--peak", str(peak), "--out", str(tmp_path / "out")])
+    rows = _rows(out.with_suffix(".csv"))
+    assert [(r["before"], r["after"]) for r in rows] == [("HEAD fp32", "HEAD fp32"), ("HEAD bf16", "HEAD bf16"),
+                                                          ("HEAD fp32", "HEAD bf16")]
+    assert all(r["error"] == "" and float(r["per_cpu_s_ratio"]) > 0 and float(r["pct_peak_after"]) > 0 for r in rows)
+
+
+def test_before_after_rows_pair_repetitions_and_read_the_idle_peak(tmp_path):
+    peak = tmp_path / "peak.csv"
+    peak.write_text("kind,dtype,threads,gflops\ngemm,float32,1,100\ngemm,float32,2,180\ngemm,bfloat16,1,300\n")
+    assert bench_before_after.peaks(peak, 1) == {"fp32": 100.0, "bf16": 300.0}
+    s = lambda wall, cpu: {"per_wall_s": wall, "per_cpu_s": cpu, "gflops": 50.0}  # noqa: E731
+    samples = {("ptb", "before", "fp32"): [s(100, 200), s(50, 100)], ("ptb", "after", "fp32"): [s(150, 300), s(100, 150)],
+               ("ptb", "before", "bf16"): [{"error": "boom"}], ("ptb", "after", "bf16"): [s(1, 1)]}
+    rows = bench_before_after.summarise(samples, {"fp32": 100.0}, ["ptb"], "abc")
+    fp32 = rows[0]
+    assert fp32["pairs"] == 2 and fp32["per_wall_s_ratio"] == 1.75 and fp32["per_cpu_s_ratio"] == 1.5  # medians of 1.5/2, 1.5/1.5
+    assert fp32["pct_peak_after"] == 50.0 and fp32["before"] == "abc fp32"
+    assert rows[1]["error"] == "boom"
 
 
 def test_loop_benchmark_says_when_the_run_was_interrupted(data, monkeypatch):
