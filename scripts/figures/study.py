@@ -4,7 +4,8 @@ Three panels, from the study's tables under `results/<study>/`:
 
 (a) the expected best validation score against the number of trials n = 1..N per arm
     (`expected_max.csv`: the unbiased estimator of Dodge et al., +-1 std band of the best of n);
-    an arm whose curve rises faster needs fewer trials (the paper's "less tuning" claim);
+    an arm whose curve improves faster needs fewer trials (the paper's "less tuning" claim); the
+    score axis is (b)'s, so points of few trials beyond it are edge marks with their value;
 (b) the validation score of every trial against its lr per arm (`trials.csv`: sensitivity);
     diverged trials are the crosses on the bottom edge. The score axis spans the trials near the
     best (up to five times the best-to-median distance past the median): trials worse than that
@@ -104,14 +105,28 @@ def plot(summary: pd.DataFrame):
         y, s = scale * g["expected_best"].to_numpy(float), scale * g["std"].to_numpy(float)
         ax_a.plot(g["n"], y, marker="o", color=colors.get(arm), label=f"{arm} (N={int(g['budget'].iloc[0])})")
         ax_a.fill_between(g["n"], y - s, y + s, color=colors.get(arm), alpha=0.15, lw=0)
-    ax_a.set(xlabel="trials n", ylabel=f"expected best {metric}" + (" (%)" if scale != 1 else ""),
-             title="(a) expected best of n trials (±1 std)")
     ax_a.xaxis.get_major_locator().set_params(integer=True)
-    ax_a.legend()
     first = expected.sort_values("n").groupby("arm", sort=False)["expected_best"]
     lower_is_better = bool((first.first() >= first.last()).all())  # the best of more trials only improves
     finished = trials[~trials["diverged"].astype(bool) & trials["score"].notna()]
     window = _score_window(scale * finished["score"].to_numpy(float), lower_is_better)
+    off_note = ""
+    if window is not None:  # the same score window as (b); the few-trial points beyond it on its edge, valued
+        ax_a.set_ylim(*window)
+        arms = list(expected["arm"].unique())
+        for arm, g in expected.groupby("arm", sort=False):
+            y = scale * g["expected_best"].to_numpy(float)
+            off = ~((y >= window[0]) & (y <= window[1]))
+            i = arms.index(arm)
+            for n, v in zip(g["n"][off] + 0.08 * (i - (len(arms) - 1) / 2), y[off]):  # arms side by side
+                ax_a.scatter([n], [1.0 if lower_is_better else 0.0], marker="^" if lower_is_better else "v",
+                             color=colors.get(arm), s=18, transform=ax_a.get_xaxis_transform(), clip_on=False)
+                ax_a.annotate(f"{v:.4g}", (n, 1.0 if lower_is_better else 0.0), xycoords=("data", "axes fraction"),
+                              xytext=(4, -10 - 9 * i), textcoords="offset points", fontsize=6, color=colors.get(arm))
+        off_note = f"; {'▲' if lower_is_better else '▼'} beyond, valued"
+    ax_a.set(xlabel="trials n", ylabel=f"expected best {metric}" + (" (%)" if scale != 1 else ""),
+             title=f"(a) expected best of n trials (±1 std{off_note})")
+    ax_a.legend(loc="center right")
     for arm, g in trials.groupby("arm", sort=False):
         ok = g[~g["diverged"].astype(bool) & g["score"].notna()]
         if window is not None:  # far-off trials: triangles on the edge of the window
@@ -152,7 +167,7 @@ def plot(summary: pd.DataFrame):
         ax_c.errorbar(mean, i - 0.15, xerr=[[mean - hscale * r["boot_low"]], [hscale * r["boot_high"] - mean]],
                       fmt="none", color=colors.get(r["arm"]), capsize=2, lw=0.8)
     ax_c.axvline(0.0, color="black", lw=0.8)
-    ax_c.set_ylim(len(paired) - 0.5, -0.5)  # first comparison on top
+    ax_c.set_ylim(max(len(paired), 1) - 0.5, -0.5)  # first comparison on top
     labels = [f"{r['arm']} − {r['baseline']}\n(n={int(r['n'])})" for _, r in paired.iterrows()]
     ax_c.set_yticks(range(len(paired)), labels)
     if not len(paired):
