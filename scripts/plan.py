@@ -85,9 +85,12 @@ class Row:
         return None if self.hours_per_run is None else self.left * self.hours_per_run
 
 
-def _manifests(results: Path, pattern: str = "*/manifests/*.json") -> List[dict]:
+def _manifests(results: Path, pattern: str = "*/manifests/**/*.json") -> List[dict]:
     """Committed manifests of one-thread runs that completed in one go (a diverged run stopped
-    early and a resumed one paused: neither says what a run costs).
+    early and a resumed one paused: neither says what a run costs), the studies' tuning and
+    final runs (``<study>/manifests/{tune,final}/``) included: they are the most recent runs of
+    their protocol, so a study not yet started is costed from a sibling's. A study's copy of a
+    run it reuses (``reused_from``) is left out: that run counts once, where it trained.
 
     Runs of a conv-net task from before the layout was recorded (NCHW on CPU, no
     ``task_info.memory_format``) are dropped once runs of that task in the recorded layout
@@ -97,7 +100,7 @@ def _manifests(results: Path, pattern: str = "*/manifests/*.json") -> List[dict]
     for path in sorted(results.glob(pattern)):
         m = json.loads(path.read_text())
         if (m.get("status") == "completed" and m.get("threads") == 1 and not m.get("resumed")
-                and m.get("start_time") and m.get("end_time")):
+                and not m.get("reused_from") and m.get("start_time") and m.get("end_time")):
             out.append(m)
     laid_out = {m["config"]["task"]["name"] for m in out if "memory_format" in (m.get("task_info") or {})}
     return [m for m in out

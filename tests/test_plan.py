@@ -20,11 +20,11 @@ PTB = "table3_ptb"
 
 def _manifest(results: Path, artifact: str, run: str, status: str, wall_s: float, epochs: int = 6,
               threads: int = 1, resumed: bool = False, task: str = "ptb", model: str = "lstm",
-              task_info: dict | None = None) -> None:
+              task_info: dict | None = None, phase: str = "", extra: dict | None = None) -> None:
     config = {"experiment_name": artifact, "trainer": {"epochs": epochs}, "task": {"name": task, "model": model}}
     m = {"status": status, "threads": threads, "resumed": resumed, "start_time": 1000.0,
-         "end_time": 1000.0 + wall_s, "config": config, "task_info": task_info or {}}
-    folder = results / artifact / "manifests"
+         "end_time": 1000.0 + wall_s, "config": config, "task_info": task_info or {}, **(extra or {})}
+    folder = results / artifact / "manifests" / phase
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{run}.json").write_text(json.dumps(m))
 
@@ -90,3 +90,13 @@ def test_conv_runs_in_the_old_layout_stop_counting_once_the_recorded_layout_has_
     _manifest(tmp_path, "table1_cifar", "b", "completed", 7 * 200, task_info={"memory_format": "channels_last"}, **cifar)
     manifests = plan._manifests(tmp_path)
     assert plan.per_epoch_rates(manifests)[("cifar10", "resnet20")] == (pytest.approx(200 / 3600), 1)
+
+
+def test_study_runs_count_towards_the_rate_and_a_reused_copy_does_not(tmp_path):
+    _manifest(tmp_path, "table3_ptb", "a", "completed", 6 * 300)
+    _manifest(tmp_path, "ptb_sgd", "arm=sgd,trial=0", "completed", 6 * 400, phase="tune")
+    rates = plan.per_epoch_rates(plan._manifests(tmp_path))
+    assert rates[("ptb", "lstm")] == (pytest.approx(350 / 3600), 2)
+    _manifest(tmp_path, "ptb_relatives", "arm=sgd,trial=0", "completed", 6 * 400, phase="tune",
+              extra={"reused_from": {"study": "ptb_sgd", "phase": "tune", "run": "arm=sgd,trial=0"}})
+    assert plan.per_epoch_rates(plan._manifests(tmp_path))[("ptb", "lstm")][1] == 2

@@ -1,6 +1,6 @@
 """A fair-comparison study: its file ``conf/tune/<study>.yaml``, its trial design and its members.
 
-Protocol (README "Fair comparisons"; /work/shared/DESIGN.md "Fair comparisons (contract)"):
+Protocol (README "Fair comparisons"; ../shared/DESIGN.md "Fair comparisons (contract)"):
 
 1. **tune**: every arm (an optimizer with its fixed overrides and a search space) gets the same
    number of trials N (``budget``), drawn by a scrambled Sobol sequence (``scipy.stats.qmc.Sobol``)
