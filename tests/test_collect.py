@@ -97,6 +97,20 @@ def test_an_unknown_artifact_is_a_clear_error(tmp_path, capsys):
     assert not any(tmp_path.iterdir())  # nothing written
 
 
+def test_an_artifact_asked_for_by_name_is_tabulated_from_its_committed_records_alone(tmp_path):
+    # A fresh checkout has the committed records and no run folders: collecting the artifact by
+    # name rewrites its tables from them (as the code writes them now), the same numbers.
+    collect(RUNS, tmp_path / "results", **MINI)
+    before = pd.read_csv(tmp_path / "results" / "mini_sweep" / "runs.csv")
+    (tmp_path / "empty").mkdir()
+    collect(tmp_path / "empty", tmp_path / "results", ["mini_sweep"], **MINI)
+    after = pd.read_csv(tmp_path / "results" / "mini_sweep" / "runs.csv")
+    assert after["run"].tolist() == before["run"].tolist()
+    assert after["final_val_loss"].tolist() == pytest.approx(before["final_val_loss"].tolist(), rel=1e-6, nan_ok=True)
+    with pytest.raises(ValueError, match="No runs of mini_sweep"):  # --fresh: the records do not count
+        collect(tmp_path / "empty", tmp_path / "other", ["mini_sweep"], fresh=True, **MINI)
+
+
 def test_the_command_line_writes_the_same_tables(tmp_path, capsys):
     assert collect_cli.main(["--runs", str(RUNS), "--results", str(tmp_path), "--artifact", "mini_sweep",
                              "--scale", "smoke", "--any-artifact"]) == 0
@@ -192,9 +206,9 @@ def test_the_ptb_grid_table_puts_each_k_alpha_beside_the_inner_optimizer_alone()
 
 
 def test_a_paired_artifact_gets_per_seed_differences_with_intervals():
-    from scripts.collect_lib.paired_artifact import PairedSpec, paired_table, render
+    from scripts.collect_lib.paired_artifact import Comparison, PairedSpec, paired_table, render
 
-    spec = PairedSpec("trainer.precision", "fp32", "bf16", ("final_test_acc",), "parity")
+    spec = PairedSpec((Comparison("trainer.precision", "fp32", "bf16"),), ("final_test_acc",), "parity")
     runs = pd.DataFrame({"trainer.precision": ["fp32"] * 3 + ["bf16"] * 3, "seed": [0, 1, 2] * 2,
                          "final_test_acc": [0.80, 0.81, 0.79, 0.81, 0.83, 0.80]})
     row = paired_table(spec, runs).iloc[0]
@@ -202,7 +216,25 @@ def test_a_paired_artifact_gets_per_seed_differences_with_intervals():
     assert row["n"] == 3 and row["mean_diff"] == pytest.approx(0.0133333, rel=1e-5)
     assert (row["t_low"], row["t_high"]) == pytest.approx((0.0133333 - 0.0143422, 0.0133333 + 0.0143422), rel=1e-4)
     assert not row["supported"]  # the t interval reaches below zero
-    assert "| final_test_acc | 3 |" in render(spec, paired_table(spec, runs), "3 runs")
+    assert "| bf16 - fp32 | final_test_acc | 3 |" in render(spec, paired_table(spec, runs), "3 runs")
+
+
+def test_paired_comparisons_use_only_the_seeds_both_arms_ran():
+    from scripts.collect_lib.paired_artifact import Comparison, PairedSpec, paired_table
+
+    spec = PairedSpec((Comparison("optim", "sgd", "lookahead_sgd"), Comparison("optim", "sgd", "adam")),
+                      ("final_test_acc",), "two comparisons")
+    runs = pd.DataFrame({"optim": ["sgd"] * 3 + ["lookahead_sgd"] * 2 + ["adam"],
+                         "seed": [0, 1, 2, 0, 1, 0],
+                         "final_test_acc": [0.80, 0.81, 0.79, 0.82, 0.84, 0.70]})
+    table = paired_table(spec, runs).set_index("comparison")
+    # Lookahead ran seeds 0 and 1: d = (0.02, 0.03); seed 2 of SGD has no partner.
+    assert table.loc["lookahead_sgd - sgd", "n"] == 2
+    assert table.loc["lookahead_sgd - sgd", "mean_diff"] == pytest.approx(0.025)
+    # One pair: a difference, no interval, never "supported".
+    row = table.loc["adam - sgd"]
+    assert row["n"] == 1 and row["mean_diff"] == pytest.approx(-0.10)
+    assert math.isnan(row["t_low"]) and not row["supported"]
 
 
 def test_runs_csv_reports_evaluation_time_apart_from_training(tmp_path):

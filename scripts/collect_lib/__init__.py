@@ -186,6 +186,12 @@ def collect(runs_dir: Path, results_dir: Path, artifacts: Optional[List[str]] = 
         for name in [a for a in grouped if a not in known]:
             print(f"skip {name}: not an artifact of conf/experiment/ ({len(grouped[name])} runs)", file=sys.stderr)
             del grouped[name]
+    if not fresh:
+        # An artifact asked for by name whose runs are only committed (no run folder here) is
+        # tabulated from its records alone: its tables are rewritten with what the code writes now.
+        for name in artifacts or []:
+            if name not in grouped and name not in studies and any((Path(results_dir) / name / "manifests").glob("*.json")):
+                grouped[name] = []
     missing = [a for a in artifacts or [] if a not in grouped and a not in studies]
     if missing:
         raise ValueError(f"No runs of {', '.join(missing)} under {runs_dir}; "
