@@ -38,6 +38,7 @@ class PairedSpec:
 
 
 def _each(key: str, pairs: Tuple[Tuple[str, str], ...]) -> Tuple[Comparison, ...]:
+    """Comparisons of ``key`` from (arm, baseline) pairs, in the order the table reads them."""
     return tuple(Comparison(key, base, arm) for arm, base in pairs)
 
 
@@ -51,7 +52,7 @@ PAIRED: Dict[str, PairedSpec] = {
         ("final_test_acc", "final_test_loss", "final_train_loss"),
         "Table 1 at cpu scale, paired by seed (paper hyperparameters, untuned; each arm at its own lr)"),
     "table3_ptb": PairedSpec(
-        _each("optim", (("lookahead_sgd", "sgd"), ("lookahead_adam", "adam"))),
+        _each("optim", (("lookahead_sgd", "sgd"), ("lookahead_adam", "adam"), ("adam", "sgd"))),
         ("final_test_ppl", "final_val_ppl", "final_train_loss"),
         "PTB (Table 3 analogue) at cpu scale, paired by seed (paper hyperparameters, untuned)"),
     "fig7b_wmt": PairedSpec(
