@@ -230,7 +230,8 @@ def render(study: Study, scale: str, trials: pd.DataFrame, selected: Optional[Di
         lines += ["| arm | " + " | ".join(f"n={n}" for n in ns) + " |", "|---|" + "---|" * len(ns)]
         for arm, g in expected.groupby("arm", sort=False):
             lines.append(f"| {arm} | " + " | ".join(_num(v, f) for v in g.sort_values("n")["expected_best"]) + " |")
-        lines += ["", f"A diverged trial counts as {_num(float(expected['diverged_as'].iloc[0]), f)}."]
+        level = _num(float(expected['diverged_as'].iloc[0]), f) + (" %" if f != 1.0 else "")
+        lines += ["", f"A diverged trial counts as {study.metric} {level}."]
     lines += ["", f"Provenance: {provenance}."]
     return "\n".join(lines) + "\n"
 
