@@ -320,6 +320,33 @@ def test_members_that_differ_in_precision_layout_or_threads_are_not_pooled(nqm):
         check_poolable(nqm, runs, "final")
 
 
+def test_analysis_drops_manifests_and_diffs_no_run_stands_behind(nqm, tmp_path):
+    # A manifest committed while its run was going (a fresh checkout does not restore it) and the
+    # diff of a dirty-tree attempt since rerun from a clean tree must not outlive their runs.
+    import json
+
+    from scripts.collect_lib.study_report import analyze
+
+    runs = []
+    for run in fake_trials(nqm, {"sgd": [1.2, 1.1, 0.9], "lookahead_sgd": [0.7, 1.0, 0.8]}):
+        folder = tmp_path / "runs" / run.path.name
+        folder.mkdir(parents=True)
+        (folder / "manifest.json").write_text(json.dumps(run.manifest))
+        runs.append(dataclasses.replace(run, path=folder))
+    tune = nqm.results_dir(tmp_path / "results") / "manifests" / "tune"
+    final = tune.parent / "final"
+    tune.mkdir(parents=True)
+    final.mkdir()
+    (tune / "arm=sgd,trial=0.diff").write_text("stale diff")
+    (tune / "arm=sgd,trial=9.json").write_text('{"status": "running"}')
+    (final / "arm=sgd,seed=0.json").write_text('{"status": "completed"}')
+    analyze(nqm, runs, tmp_path / "results")
+    assert sorted(p.name for p in tune.iterdir()) == sorted(f"{r.path.name}.json" for r in runs)
+    assert (tune / "arm=sgd,trial=0.json").read_text() == json.dumps(runs[0].manifest)
+    # Final manifests stay while there is no selected.yaml to tabulate them against.
+    assert [p.name for p in final.iterdir()] == ["arm=sgd,seed=0.json"]
+
+
 # --- the sweeper's explicit members -------------------------------------------------------------
 
 def test_sweeper_members_are_lists_or_named_lists():

@@ -11,7 +11,8 @@ Written by ``scripts/study.py analyze`` and by ``make collect`` for every study 
   difference with its t and bootstrap 95% intervals (``paired.paired_difference``);
 - ``table.md``: n, the tuning budget and both intervals beside every comparison, "no difference
   supported" where an interval contains zero; the selected values; the expected-best curve;
-- ``manifests/{tune,final}/<run>.json`` (and ``.diff``): each run's manifest, verbatim.
+- ``manifests/{tune,final}/<run>.json`` (and ``.diff``): each tabulated run's manifest, verbatim, and
+  nothing else (a file no run stands behind is removed).
 
 Pooling (contract): the final runs of a study must share precision (``trainer.precision``, "auto"
 read as bf16 on CUDA and fp32 on CPU), layout (``trainer.channels_last``) and thread count
@@ -249,6 +250,8 @@ def analyze(study: Study, runs: Sequence[Run], results_dir: Path, scale: Optiona
     complete = not any(missing_trials(study, trials).values())
     expected = expected_max_table(study, trials) if complete and trials["score"].notna().any() else None
     selected = read_selected(out / "selected.yaml")
+    # Without a selection no final run is tabulated, so their committed manifests stay as they are.
+    phases = ("tune", "final") if selected is not None else ("tune",)
     if final_runs and selected is None:  # final runs are checked against the selection, or not tabulated
         print(f"warning: {len(final_runs)} final runs of study {study.name} but no {out / 'selected.yaml'}: not "
               f"tabulated; `make select-{study.name}` writes it again from the trials", file=sys.stderr)
@@ -267,6 +270,15 @@ def analyze(study: Study, runs: Sequence[Run], results_dir: Path, scale: Optiona
             files[f"manifests/{phase}/{run.run_id}.json"] = run.manifest_path.read_text()
             if run.diff_path.is_file():
                 files[f"manifests/{phase}/{run.run_id}.diff"] = run.diff_path.read_text()
+    # The record holds the runs just tabulated and nothing else: a manifest committed while its
+    # run was still going (not restored on a fresh checkout, so not among ``runs``), or the diff
+    # of a dirty-tree attempt whose run has since finished from a clean tree, would no longer
+    # match the tables.
+    for phase in phases:
+        folder = out / "manifests" / phase
+        for old in sorted(folder.glob("*")) if folder.is_dir() else []:
+            if old.is_file() and f"manifests/{phase}/{old.name}" not in files:
+                old.unlink()
     paths = []
     for name, text in files.items():
         _write(out / name, text)
